@@ -1,0 +1,255 @@
+"""Data that crosses Temporal: workflow input and output, messages, activity inputs.
+
+One model per workflow, handler and activity, so fields can be added later without
+breaking callers. All of it is plain pydantic, safe to import in workflow code.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from escalator.policy import EmailAddress, Policy, Severity
+
+# Case ids become workflow ids (`case-<id>`) and appear in URLs and mail headers.
+CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+
+# Temporal refuses payloads over 2 MiB; every case text is bounded well below it.
+MAX_DESCRIPTION_BYTES = 64 * 1024
+MAX_NOTE_BYTES = 16 * 1024
+
+Role = Literal["viewer", "engineer", "admin", "owner"]
+CaseState = Literal["open", "claimed", "resolved"]
+
+
+def _bounded_utf8(limit: int):
+    def check(value: str) -> str:
+        size = len(value.encode("utf-8"))
+        if size > limit:
+            raise ValueError(
+                f"is {size} bytes; the limit is {limit} bytes, so attach long logs elsewhere"
+            )
+        return value
+
+    return AfterValidator(check)
+
+
+Description = Annotated[str, _bounded_utf8(MAX_DESCRIPTION_BYTES)]
+NoteText = Annotated[str, Field(min_length=1), _bounded_utf8(MAX_NOTE_BYTES)]
+ShortText = Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def workflow_id_for(case_id: str) -> str:
+    return f"case-{case_id}"
+
+
+def case_id_is_valid(case_id: str) -> bool:
+    return re.match(CASE_ID_PATTERN, case_id) is not None
+
+
+# -- case input ----------------------------------------------------------------
+
+
+class Customer(_Model):
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailAddress | None = None
+
+
+class CaseInput(_Model):
+    """Input of `EscalationWorkflow`. Any Temporal client can send it as JSON."""
+
+    case_id: str = Field(pattern=CASE_ID_PATTERN)
+    title: str = Field(min_length=1, max_length=200)
+    description: Description = ""
+    severity: Severity = "P3"
+    customer: Customer | None = None
+    account: str = Field(default="default", pattern=ACCOUNT_PATTERN)
+    data: dict[str, Any] = Field(default_factory=dict)
+    policy: Policy
+
+
+# -- messages (signals and updates) -----------------------------------------------
+
+
+class Actor(_Model):
+    user: str = Field(min_length=1, max_length=200)
+    role: Role
+    account: str = Field(default="default", pattern=ACCOUNT_PATTERN)
+
+
+class EscalationNote(_Model):
+    """What the next tier needs so it never asks the customer again."""
+
+    reason: str = Field(default="", max_length=2000)
+    steps_taken: tuple[ShortText, ...] = ()
+    symptoms: tuple[ShortText, ...] = ()
+    customer_impact: str | None = Field(default=None, max_length=2000)
+    suggested_next_step: str | None = Field(default=None, max_length=2000)
+
+
+class ClaimRequest(_Model):
+    actor: Actor
+
+
+class ResolveRequest(_Model):
+    actor: Actor
+    summary: str = Field(default="", max_length=4000)
+
+
+class EscalateRequest(_Model):
+    actor: Actor
+    note: EscalationNote
+
+
+class AddNoteRequest(_Model):
+    actor: Actor
+    text: NoteText
+
+
+class ActionResult(_Model):
+    """Answer to an update: what happened, and the case state afterwards."""
+
+    message: str
+    state: CaseState
+    tier_level: int
+    assignee: str | None
+
+
+# -- what the case records -------------------------------------------------------
+
+
+class TimelineEvent(_Model):
+    at: datetime
+    kind: str
+    detail: str
+    actor: str | None = None
+
+
+class Escalation(_Model):
+    """One tier change, with the note that travels to the receiving tier."""
+
+    from_level: int
+    to_level: int
+    at: datetime
+    by: str = Field(description="The user who escalated, or `system` for an SLA breach.")
+    automatic: bool
+    note: EscalationNote
+
+
+class CaseNote(_Model):
+    at: datetime
+    author: str
+    text: str
+
+
+class Deadline(_Model):
+    """The next moment the case acts on its own, and what it does then."""
+
+    at: datetime
+    kind: Literal["warning", "breach"]
+    clock: Literal["first_response", "resolution"]
+    tier_level: int
+    label: str = Field(description="e.g. `L1 first-response deadline`.")
+    consequence: str = Field(description="e.g. `escalate to L2 Specialist Support`.")
+
+
+class CaseStatus(_Model):
+    case_id: str
+    title: str
+    state: CaseState
+    severity: Severity
+    account: str
+    tier_level: int
+    tier_name: str
+    team: str
+    assignee: str | None
+    escalations: int
+    sla_breached: bool
+    created_at: datetime
+    next_deadline: Deadline | None
+    last_escalation: Escalation | None
+    policy_name: str
+    notes: tuple[CaseNote, ...]
+    timeline: tuple[TimelineEvent, ...]
+
+
+class CaseOutcome(_Model):
+    """Result of a resolved case."""
+
+    case_id: str
+    resolved_by: str
+    summary: str
+    final_tier: int
+    escalations: int
+    seconds_to_first_claim: float | None
+    seconds_to_resolution: float
+    timeline: tuple[TimelineEvent, ...]
+
+
+# -- activity inputs -------------------------------------------------------------
+
+NotificationPurpose = Literal[
+    "tier_entry",  # the case arrived at a tier (start or escalation)
+    "warning",  # warn_at of a running SLA has passed
+    "sla_breach",  # the final tier missed its SLA; there is nowhere to escalate
+    "customer_escalation",  # tell the customer who has the case now and when to expect an answer
+]
+
+
+class TierRef(_Model):
+    level: int
+    name: str
+    team: str
+
+    @property
+    def label(self) -> str:
+        return f"L{self.level} {self.name}"
+
+
+class CaseBrief(_Model):
+    """The part of a case a notification shows. Case text is untrusted input."""
+
+    case_id: str
+    title: str
+    severity: Severity
+    account: str
+    description_excerpt: str
+    customer_name: str | None
+
+
+class Notification(_Model):
+    """Input of the `send_email` and `post_webhook` activities.
+
+    It carries structured facts, not rendered text: wording lives in the activity,
+    so changing a template never changes workflow history.
+    """
+
+    message_id: str = Field(description="Stable per (case, event): retries reuse it.")
+    purpose: NotificationPurpose
+    recipients: tuple[str, ...] = ()
+    webhook: str | None = None
+    channel: str | None = None
+    case: CaseBrief
+    tier: TierRef
+    from_tier: TierRef | None = None
+    escalations: tuple[Escalation, ...] = Field(
+        default=(), description="Every escalation so far, oldest first; the last is the newest."
+    )
+    notes: tuple[CaseNote, ...] = ()
+    deadline: Deadline | None = None
+    occurred_at: datetime
+
+
+class DeliveryReceipt(_Model):
+    message_id: str
+    channel: Literal["email", "webhook"]
+    accepted: tuple[str, ...] = ()
+    detail: str = ""

@@ -1,0 +1,235 @@
+"""Escalation policies: the tiers a case climbs, their SLAs and the severity shortcuts.
+
+A policy is plain data. Each case stores the policy it started with, so editing a
+file never changes a running case. Loading YAML lives in `escalator.policy_files`;
+this module only defines the shape and its rules, which apply wherever a policy
+comes from (YAML, JSON sent by any Temporal client, or the Python builder).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_validator,
+    model_validator,
+)
+
+from escalator.durations import format_duration, parse_duration
+
+Severity = Literal["P0", "P1", "P2", "P3", "P4"]
+SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3", "P4")
+
+# A duration field: reads every shape parse_duration knows, and writes the compact
+# form in JSON so the policy snapshot in Temporal's history stays readable.
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+]
+
+# Deliberately simple: we only need to refuse things that are clearly not an
+# address, and anything that could smuggle a header line into a mail.
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+
+
+def check_email(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError(f"{value!r} is not an email address")
+    return value
+
+
+EmailAddress = Annotated[str, BeforeValidator(lambda v: check_email(str(v)))]
+
+
+class _Strict(BaseModel):
+    # Unknown keys are errors: a typo such as `first_responce` must not silently
+    # leave a tier without its SLA.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Sla(_Strict):
+    first_response: Duration = Field(description="Time to claim after entering the tier.")
+    resolution_target: Duration = Field(description="Time to resolve after entering the tier.")
+
+    @model_validator(mode="after")
+    def _resolution_not_before_first_response(self) -> Sla:
+        if self.resolution_target < self.first_response:
+            raise ValueError(
+                "resolution_target must not be shorter than first_response "
+                f"({format_duration(self.resolution_target)} < "
+                f"{format_duration(self.first_response)})"
+            )
+        return self
+
+
+class Tier(_Strict):
+    level: int = Field(ge=1, description="Position in the escalation path; higher is later.")
+    name: str = Field(min_length=1, max_length=100)
+    team: str = Field(min_length=1, max_length=100)
+    kind: Literal["human", "ai"] = Field(
+        default="human", description="`ai` marks the automated AI-agent stage."
+    )
+    notify: tuple[EmailAddress, ...] = ()
+    webhook: str | None = Field(default=None, description="URL that receives a JSON POST.")
+    sla: Sla | None = None
+    capabilities: tuple[str, ...] = ()
+    escalation_criteria: tuple[str, ...] = ()
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s]+$", value):
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @property
+    def label(self) -> str:
+        """Short form used in subjects and summaries, e.g. `L2 Specialist Support`."""
+        return f"L{self.level} {self.name}"
+
+
+class SeverityOverride(_Strict):
+    severity: Severity
+    route_to: int = Field(description="Level of the tier a case of this severity starts at.")
+    notification: str | None = Field(
+        default=None, description="Channel label recorded with the notification, e.g. pagerduty."
+    )
+    description: str | None = None
+
+
+class Policy(_Strict):
+    name: str = Field(default="default", min_length=1, max_length=100)
+    warn_at: float = Field(
+        default=0.75,
+        gt=0,
+        lt=1,
+        description="Fraction of a running SLA after which the owning tier is warned once.",
+    )
+    tiers: tuple[Tier, ...]
+    severity_overrides: tuple[SeverityOverride, ...] = ()
+
+    @field_validator("tiers")
+    @classmethod
+    def _tiers_are_a_path(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+        if not tiers:
+            raise ValueError("a policy needs at least one tier")
+        seen: set[int] = set()
+        for tier in tiers:
+            if tier.level in seen:
+                raise ValueError(f"level {tier.level} appears twice; give each tier its own level")
+            seen.add(tier.level)
+        ordered = tuple(sorted(tiers, key=lambda t: t.level))
+        for position, tier in enumerate(ordered[:-1]):
+            if tier.sla is None:
+                raise ValueError(
+                    f"tier {tier.level} ({tier.name}) needs an sla because it is not the final "
+                    f"tier; only the final tier may omit it (tiers[{position}].sla)"
+                )
+        return ordered
+
+    @model_validator(mode="after")
+    def _overrides_point_at_tiers(self) -> Policy:
+        levels = [t.level for t in self.tiers]
+        seen: set[str] = set()
+        for index, override in enumerate(self.severity_overrides):
+            where = f"severity_overrides[{index}]"
+            if override.route_to not in levels:
+                raise ValueError(
+                    f"{where}.route_to: level {override.route_to} is not a tier "
+                    f"(levels: {', '.join(map(str, levels))})"
+                )
+            if override.severity in seen:
+                raise ValueError(f"{where}.severity: {override.severity} is overridden twice")
+            seen.add(override.severity)
+        return self
+
+    # -- lookups --------------------------------------------------------------
+
+    def tier(self, level: int) -> Tier:
+        for tier in self.tiers:
+            if tier.level == level:
+                return tier
+        raise KeyError(f"policy {self.name!r} has no tier {level}")
+
+    def override_for(self, severity: str) -> SeverityOverride | None:
+        return next((o for o in self.severity_overrides if o.severity == severity), None)
+
+    @staticmethod
+    def builder(name: str = "default", warn_at: float = 0.75) -> PolicyBuilder:
+        return PolicyBuilder(name=name, warn_at=warn_at)
+
+
+class PolicyBuilder:
+    """The classic stage API, for policies written in Python.
+
+        Policy.builder("benefits")
+            .add_stage("helpdesk", handler="helpdesk_team", timeout=timedelta(hours=48))
+            .add_stage("supervisor", handler="supervisor_office", timeout=timedelta(hours=72))
+            .add_stage("ai_agent", handler="ai_representative", timeout=None, kind="ai")
+            .build()
+
+    A stage's `timeout` is how long it may hold an unresolved case, so it becomes both
+    the first-response and the resolution SLA of the tier. `timeout=None` is allowed
+    only on the last stage, which then never escalates.
+    """
+
+    def __init__(self, name: str = "default", warn_at: float = 0.75) -> None:
+        self._name = name
+        self._warn_at = warn_at
+        self._tiers: list[dict] = []
+        self._overrides: list[dict] = []
+
+    def add_stage(
+        self,
+        name: str,
+        *,
+        handler: str,
+        timeout: timedelta | str | float | None,
+        notify: tuple[str, ...] | list[str] = (),
+        kind: Literal["human", "ai"] = "human",
+        webhook: str | None = None,
+    ) -> PolicyBuilder:
+        sla = None
+        if timeout is not None:
+            sla = {"first_response": timeout, "resolution_target": timeout}
+        self._tiers.append(
+            {
+                "level": len(self._tiers) + 1,
+                "name": name,
+                "team": handler,
+                "kind": kind,
+                "notify": tuple(notify),
+                "webhook": webhook,
+                "sla": sla,
+            }
+        )
+        return self
+
+    def route(
+        self, severity: Severity, *, to_stage: str, notification: str | None = None
+    ) -> PolicyBuilder:
+        """Send cases of `severity` straight to the named stage."""
+        level = next((t["level"] for t in self._tiers if t["name"] == to_stage), -1)
+        self._overrides.append(
+            {"severity": severity, "route_to": level, "notification": notification}
+        )
+        return self
+
+    def build(self) -> Policy:
+        return Policy.model_validate(
+            {
+                "name": self._name,
+                "warn_at": self._warn_at,
+                "tiers": self._tiers,
+                "severity_overrides": self._overrides,
+            }
+        )

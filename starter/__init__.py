@@ -1,0 +1,209 @@
+"""Python API for starting and driving cases; scripts, tests and the CLI use it.
+
+    async with await EscalatorClient.connect() as escalator:
+        await escalator.start_case({"case_id": "123", "title": "...", "policy": policy})
+        await escalator.claim("123", Actor(user="alice", role="engineer"))
+
+Every method validates its input before anything reaches Temporal, and every
+failure is one of the one-line errors below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
+from temporalio.common import WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from escalator.errors import EscalatorError, InvalidInput, describe_validation_error
+from escalator.models import (
+    ActionResult,
+    Actor,
+    AddNoteRequest,
+    CaseInput,
+    CaseOutcome,
+    CaseStatus,
+    ClaimRequest,
+    EscalateRequest,
+    EscalationNote,
+    ResolveRequest,
+    case_id_is_valid,
+    workflow_id_for,
+)
+from escalator.rules import escalation_note_problem
+from escalator.settings import TemporalSettings
+from escalator.temporal_client import connect
+from workflows.escalation import EscalationWorkflow
+
+__all__ = [
+    "ActionRefused",
+    "CaseExists",
+    "CaseNotFound",
+    "EscalatorClient",
+    "case_summary",
+]
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class CaseNotFound(EscalatorError):
+    """No case has this id."""
+
+
+class CaseExists(EscalatorError):
+    """A case with this id was already started; ids are never reused."""
+
+
+class ActionRefused(EscalatorError):
+    """The case refused the action (already claimed, wrong role, closed, ...)."""
+
+
+def case_summary(case: CaseInput) -> str:
+    """The one line the Web UI shows for a case, e.g. `P1 · #123 · Outlook fails`."""
+    line = f"{case.severity} · #{case.case_id} · {' '.join(case.title.split())}"
+    return line if len(line) <= 200 else line[:199] + "…"
+
+
+def _validated(model: type[Model], value: Model | Mapping[str, Any], what: str) -> Model:
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError as error:
+        raise InvalidInput(describe_validation_error(error, prefix=what)) from None
+
+
+class EscalatorClient:
+    def __init__(self, client: Client, task_queue: str | None = None) -> None:
+        self.client = client
+        self.task_queue = task_queue or TemporalSettings().task_queue
+
+    @classmethod
+    async def connect(cls, settings: TemporalSettings | None = None) -> EscalatorClient:
+        settings = settings or TemporalSettings.from_env()
+        return cls(await connect(settings), settings.task_queue)
+
+    async def __aenter__(self) -> EscalatorClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        # Nothing to close: the SDK client has no explicit close; kept for symmetry
+        # so callers scope their use and future resources (e.g. HTTP) can be freed.
+        return None
+
+    # -- starting -------------------------------------------------------------
+
+    async def start_case(self, case: CaseInput | Mapping[str, Any]) -> str:
+        """Start a case; return its workflow id. Raises CaseExists for a used id."""
+        case = _validated(CaseInput, case, "case")
+        try:
+            handle = await self.client.start_workflow(
+                EscalationWorkflow.run,
+                case,
+                id=workflow_id_for(case.case_id),
+                task_queue=self.task_queue,
+                # A case id names one case forever: starting it again, even after it
+                # was resolved, is refused rather than creating a second case.
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                static_summary=case_summary(case),
+            )
+        except WorkflowAlreadyStartedError:
+            raise CaseExists(
+                f"case {case.case_id} already exists; choose another case id"
+            ) from None
+        return handle.id
+
+    # -- acting on a case -----------------------------------------------------
+
+    async def claim(self, case_id: str, actor: Actor | Mapping, *, wait: bool = True):
+        request = ClaimRequest(actor=_validated(Actor, actor, "actor"))
+        return await self._send(case_id, "claim", EscalationWorkflow.try_claim, request, wait)
+
+    async def resolve(
+        self, case_id: str, actor: Actor | Mapping, summary: str = "", *, wait: bool = True
+    ):
+        request = _validated(ResolveRequest, {"actor": actor, "summary": summary}, "resolve")
+        return await self._send(case_id, "resolve", EscalationWorkflow.try_resolve, request, wait)
+
+    async def escalate(
+        self,
+        case_id: str,
+        actor: Actor | Mapping,
+        note: EscalationNote | Mapping,
+        *,
+        wait: bool = True,
+    ):
+        request = _validated(EscalateRequest, {"actor": actor, "note": note}, "escalate")
+        problem = escalation_note_problem(request.note)
+        if problem:
+            raise InvalidInput(problem)
+        return await self._send(
+            case_id, "escalate", EscalationWorkflow.try_escalate, request, wait
+        )
+
+    async def add_note(self, case_id: str, actor: Actor | Mapping, text: str, *, wait=True):
+        request = _validated(AddNoteRequest, {"actor": actor, "text": text}, "note")
+        return await self._send(
+            case_id, "add_note", EscalationWorkflow.try_add_note, request, wait
+        )
+
+    async def _send(self, case_id, signal_name, update, request, wait) -> ActionResult | None:
+        """With wait=True send the update and return its answer; else send the signal."""
+        handle = self._handle(case_id)
+        try:
+            if wait:
+                return await handle.execute_update(update, request, result_type=ActionResult)
+            await handle.signal(signal_name, request)
+            return None
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == "ActionRefused":
+                raise ActionRefused(cause.message) from None
+            raise ActionRefused(f"rejected: {cause or error}") from None
+        except RPCError as error:
+            raise await self._explain(case_id, error) from None
+
+    # -- reading --------------------------------------------------------------
+
+    async def status(self, case_id: str) -> CaseStatus:
+        try:
+            return await self._handle(case_id).query(
+                EscalationWorkflow.status, result_type=CaseStatus
+            )
+        except RPCError as error:
+            raise await self._explain(case_id, error) from None
+
+    async def outcome(self, case_id: str) -> CaseOutcome:
+        """Wait for the case to be resolved and return its outcome."""
+        return await self._handle(case_id).result()
+
+    # -- helpers --------------------------------------------------------------
+
+    def _handle(self, case_id: str) -> WorkflowHandle:
+        if not case_id_is_valid(case_id):
+            raise InvalidInput(
+                f"case id {case_id!r} is not valid: use letters, digits, '.', '_' or '-'"
+            )
+        return self.client.get_workflow_handle(workflow_id_for(case_id), result_type=CaseOutcome)
+
+    async def _explain(self, case_id: str, error: RPCError) -> EscalatorError:
+        """Turn a raw RPC failure into: unknown case, closed case, or unreachable."""
+        if error.status != RPCStatusCode.NOT_FOUND:
+            return EscalatorError(f"case {case_id}: Temporal refused the request: {error}")
+        try:
+            description = await self._handle(case_id).describe()
+        except RPCError:
+            return CaseNotFound(f"case {case_id} does not exist; check the case id")
+        if description.status != WorkflowExecutionStatus.RUNNING:
+            state = description.status.name.lower() if description.status else "closed"
+            return ActionRefused(f"case {case_id} is closed ({state}); it takes no more actions")
+        return EscalatorError(f"case {case_id}: {error}")

