@@ -48,6 +48,8 @@ def parse_duration(value: object) -> timedelta:
 def _parse_text(text: str) -> timedelta:
     if not text:
         raise ValueError(f"empty duration; {HINT}")
+    if text.startswith("-"):
+        raise ValueError(f"duration must be positive, got {text!r}")
     try:
         return timedelta(seconds=float(text)) if _looks_numeric(text) else _parse_units(text)
     except OverflowError:

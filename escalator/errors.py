@@ -31,6 +31,9 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 def describe_validation_error(error: ValidationError, *, prefix: str = "") -> str:
     """Turn pydantic's multi-line report into `prefix: field: reason (+N more)`."""
     problems = error.errors(include_url=False)
+    # A misspelt key also makes the real key "missing"; naming the typo first
+    # points at the actual fix.
+    problems.sort(key=lambda p: p["type"] != "extra_forbidden")
     first = problems[0]
     message = first["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if first["type"] == "missing":

@@ -146,15 +146,11 @@ class EscalatorClient:
         problem = escalation_note_problem(request.note)
         if problem:
             raise InvalidInput(problem)
-        return await self._send(
-            case_id, "escalate", EscalationWorkflow.try_escalate, request, wait
-        )
+        return await self._send(case_id, "escalate", EscalationWorkflow.try_escalate, request, wait)
 
     async def add_note(self, case_id: str, actor: Actor | Mapping, text: str, *, wait=True):
         request = _validated(AddNoteRequest, {"actor": actor, "text": text}, "note")
-        return await self._send(
-            case_id, "add_note", EscalationWorkflow.try_add_note, request, wait
-        )
+        return await self._send(case_id, "add_note", EscalationWorkflow.try_add_note, request, wait)
 
     async def _send(self, case_id, signal_name, update, request, wait) -> ActionResult | None:
         """With wait=True send the update and return its answer; else send the signal."""

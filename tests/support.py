@@ -90,3 +90,20 @@ def seconds_policy(first_response: float = 3, resolution: float = 10) -> Policy:
 
 
 HOUR = timedelta(hours=1)
+
+
+async def eventually(predicate, *, within: float = 10.0, interval: float = 0.05):
+    """Poll `predicate` (sync or async) until it returns something truthy."""
+    import asyncio
+    import inspect
+
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(interval)

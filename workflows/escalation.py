@@ -177,9 +177,7 @@ class EscalationWorkflow:
         self._assignee = None
         self._fired_deadlines = set()
         self._changes += 1
-        self._record(
-            "escalated", f"{source.label} → {target.label}: {note.reason}", actor=by
-        )
+        self._record("escalated", f"{source.label} → {target.label}: {note.reason}", actor=by)
         self._notify_tier("tier_entry", from_tier=source)
         self._notify_customer()
 

@@ -1,0 +1,245 @@
+"""Delivery activities: `send_email` (SMTP) and `post_webhook` (HTTP POST).
+
+The workflow retries these on its own schedule (see `DELIVERY_RETRY` in
+workflows/escalation.py), so the one decision made here is how a failure is
+classified:
+
+  - `PermanentDeliveryError` (non-retryable): the other side said no and will say
+    no again, e.g. SMTP 5xx or HTTP 404. Retrying for a day would only spam logs.
+  - `TransientDeliveryError` (retryable): the other side may say yes later, e.g.
+    SMTP 4xx, HTTP 5xx/408/429, refused connections and timeouts.
+
+Error messages end up in the case timeline, so they say what failed in one line and
+never contain the SMTP password or a webhook's path or query (which often hold tokens).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+import aiosmtplib
+import httpx
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from escalator.errors import InvalidInput
+from escalator.models import DeliveryReceipt, Notification
+from escalator.notification_text import header_safe, render_email, webhook_payload
+from escalator.policy import check_email
+from escalator.smtp_settings import SmtpSettings
+
+PERMANENT = "PermanentDeliveryError"
+TRANSIENT = "TransientDeliveryError"
+CONFIG = "DeliveryConfigError"
+
+# Below the workflow's 30 s start-to-close timeout, so a hung server fails the
+# attempt here, with a useful message, rather than as an anonymous activity timeout.
+SMTP_TIMEOUT_SECONDS = 20.0
+WEBHOOK_TIMEOUT_SECONDS = 10.0
+
+# Honour a receiver's Retry-After, but never let it park a delivery for hours.
+MAX_RETRY_AFTER = timedelta(minutes=10)
+
+
+# -- email ------------------------------------------------------------------------
+
+
+@activity.defn(name="send_email")
+async def send_email(notification: Notification) -> DeliveryReceipt:
+    what = f"email {notification.message_id}"
+    recipients = list(notification.recipients)
+    if not recipients:
+        raise _permanent(f"{what}: no recipients; add addresses to the tier's notify list")
+    invalid = [r for r in recipients if not _is_address(r)]
+    if invalid:
+        shown = ", ".join(repr(header_safe(r)) for r in invalid)
+        raise _permanent(f"{what}: not an email address: {shown}")
+
+    settings = _smtp_settings(what)
+    server = f"{settings.host}:{settings.port}"
+    message = render_email(notification, mail_from=settings.mail_from)
+
+    try:
+        refused, _ = await aiosmtplib.send(
+            message,
+            recipients=recipients,
+            hostname=settings.host,
+            port=settings.port,
+            username=settings.username,
+            password=settings.password,
+            # False means "never upgrade", not "upgrade if offered": a server that
+            # advertises STARTTLS with a self-signed certificate (common in dev mail
+            # catchers) would otherwise fail every send.
+            start_tls=settings.starttls,
+            timeout=SMTP_TIMEOUT_SECONDS,
+        )
+    except aiosmtplib.SMTPRecipientsRefused as error:
+        # Raised only when every recipient was refused, so nothing was sent and a
+        # retry duplicates nothing. Retry if any refusal may be temporary.
+        codes = ", ".join(
+            f"{e.recipient} ({_response(e.code, e.message)})" for e in error.recipients
+        )
+        detail = _redact(f"{what}: {server} refused every recipient: {codes}", settings)
+        if all(e.code >= 500 for e in error.recipients):
+            raise _permanent(detail) from None
+        raise _transient(detail) from None
+    except aiosmtplib.SMTPResponseException as error:
+        # Sender refused, DATA rejected, authentication failed, greeting refused...
+        detail = _redact(
+            f"{what}: {server} answered {_response(error.code, error.message)}", settings
+        )
+        if error.code >= 500:
+            raise _permanent(detail) from None
+        raise _transient(detail) from None
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as error:
+        # Connection refused or dropped, timeouts, and capabilities the server lacks
+        # (STARTTLS, AUTH): retried, so the mail goes out once the server or the
+        # worker's configuration is fixed.
+        raise _transient(
+            _redact(f"{what}: SMTP {server} failed: {_one_line(error)}", settings)
+        ) from None
+    except ValueError as error:
+        # aiosmtplib refuses an address it cannot put in an envelope.
+        raise _permanent(_redact(f"{what}: {_one_line(error)}", settings)) from None
+
+    accepted = tuple(r for r in recipients if r not in refused)
+    detail = f"to {', '.join(accepted)}"
+    if refused:
+        # Some recipients were accepted, so the mail is sent: retrying would
+        # duplicate it for them. The refusals are reported in the receipt instead.
+        detail += "; refused " + ", ".join(
+            f"{r} ({_response(response.code, response.message)})" for r, response in refused.items()
+        )
+    activity.logger.info(
+        "sent %s (%s, case %s) via %s: %s",
+        what,
+        notification.purpose,
+        notification.case.case_id,
+        server,
+        detail,
+    )
+    return DeliveryReceipt(
+        message_id=notification.message_id, channel="email", accepted=accepted, detail=detail
+    )
+
+
+def _smtp_settings(what: str) -> SmtpSettings:
+    try:
+        return SmtpSettings.from_env()
+    except InvalidInput as error:
+        # A worker misconfiguration, not the message's fault: stay retryable so the
+        # mail goes out once the worker restarts with a fixed environment.
+        raise ApplicationError(f"{what}: {error}", type=CONFIG) from None
+
+
+def _is_address(value: str) -> bool:
+    # The policy validates tier addresses already, but any Temporal client can start
+    # this activity; a bad address must fail here, not as a confusing SMTP error.
+    try:
+        check_email(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _response(code: int, message: str) -> str:
+    return f"{code} {_one_line(message)}".strip()
+
+
+def _redact(text: str, settings: SmtpSettings) -> str:
+    # Belt and braces: no code path formats the password, but server replies and
+    # library errors are not ours to vouch for.
+    return text.replace(settings.password, "***") if settings.password else text
+
+
+# -- webhook -----------------------------------------------------------------------
+
+
+@activity.defn(name="post_webhook")
+async def post_webhook(notification: Notification) -> DeliveryReceipt:
+    what = f"webhook {notification.message_id}"
+    url = notification.webhook
+    if not url:
+        raise _permanent(f"{what}: no webhook URL; set one on the tier or drop the webhook")
+    target = _origin(url)
+
+    try:
+        async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS) as client:
+            response = await client.post(
+                url,
+                json=webhook_payload(notification),
+                # Same key on every retry, so the receiver can drop duplicates.
+                headers={
+                    "Idempotency-Key": header_safe(notification.message_id),
+                    "User-Agent": "escalator",
+                },
+            )
+    except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
+        raise _permanent(f"{what}: {target} is not a usable URL: {_one_line(error)}") from None
+    except httpx.TransportError as error:
+        # str(error) can be empty for timeouts; the class name always says what failed.
+        reason = f"{type(error).__name__}: {_one_line(error)}".rstrip(": ")
+        raise _transient(f"{what}: POST {target} failed: {reason}") from None
+
+    status = response.status_code
+    if 200 <= status < 300:
+        detail = f"POST {target} → {status}"
+        activity.logger.info(
+            "sent %s (%s, case %s): %s",
+            what,
+            notification.purpose,
+            notification.case.case_id,
+            detail,
+        )
+        return DeliveryReceipt(
+            message_id=notification.message_id,
+            channel="webhook",
+            accepted=(target,),
+            detail=detail,
+        )
+
+    detail = f"{what}: POST {target} → {status} {response.reason_phrase}"
+    body = _one_line(response.text)[:200]
+    if body:
+        detail += f": {body}"
+    if status in (408, 429) or status >= 500:
+        raise _transient(detail, retry_after=_retry_after(response))
+    # Other 4xx (the receiver rejects this request) and 3xx (POSTs are not followed:
+    # the tier's URL should point at the final endpoint) will not change by retrying.
+    raise _permanent(detail)
+
+
+def _origin(url: str) -> str:
+    """`https://hooks.example.com` from a URL whose path or query may hold a secret."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or "?"
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid URL>"
+    return f"{parts.scheme}://{host}{port}"
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    value = response.headers.get("Retry-After", "")
+    # Only the seconds form: the HTTP-date form is rare for APIs, and the
+    # workflow's own backoff is a fine fallback.
+    if not value.strip().isdigit():
+        return None
+    return min(timedelta(seconds=int(value)), MAX_RETRY_AFTER)
+
+
+# -- shared --------------------------------------------------------------------------
+
+
+def _permanent(message: str) -> ApplicationError:
+    return ApplicationError(message, type=PERMANENT, non_retryable=True)
+
+
+def _transient(message: str, *, retry_after: timedelta | None = None) -> ApplicationError:
+    return ApplicationError(message, type=TRANSIENT, next_retry_delay=retry_after)
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())

@@ -1,0 +1,530 @@
+"""Delivery activities against real servers on loopback: aiosmtpd for mail, and a
+stdlib HTTP server for webhooks. The activities run in Temporal's ActivityEnvironment,
+so an ApplicationError comes out exactly as the workflow's retry policy would see it.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import logging
+import socket
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+import activities
+from activities import notifications
+from activities.notifications import post_webhook, send_email
+from escalator.errors import InvalidInput
+from escalator.models import CaseBrief, Notification, TierRef
+from escalator.notification_text import webhook_payload
+from escalator.smtp_settings import SmtpSettings
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+PASSWORD = "hunter2-s3cret"
+
+
+def make_notification(**overrides) -> Notification:
+    fields = {
+        "message_id": "<123.1.tier_entry@escalator>",
+        "purpose": "tier_entry",
+        "recipients": ("l1@example.com", "lead@example.com"),
+        "case": CaseBrief(
+            case_id="123",
+            title="Outlook fails to sync – Zoë",
+            severity="P2",
+            account="acme",
+            description_excerpt="Sync stops at 0%.",
+            customer_name=None,
+        ),
+        "tier": TierRef(level=1, name="Service Desk", team="helpdesk"),
+        "occurred_at": T0,
+        **overrides,
+    }
+    return Notification(**fields)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def run(activity_fn, notification: Notification):
+    return await ActivityEnvironment().run(activity_fn, notification)
+
+
+async def run_failing(activity_fn, notification: Notification) -> ApplicationError:
+    with pytest.raises(ApplicationError) as caught:
+        await run(activity_fn, notification)
+    return caught.value
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    """Tests see only the settings they set, whatever the developer's shell exports."""
+    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MAIL_FROM", "Escalator <escalator@example.com>")
+    # Loopback servers must never be reached through a proxy from the environment.
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+
+
+def test_all_activities_are_exported_under_the_workflows_names():
+    names = [fn.__temporal_activity_definition.name for fn in activities.ALL_ACTIVITIES]
+    assert names == ["send_email", "post_webhook"]
+
+
+# -- SMTP settings -------------------------------------------------------------------
+
+
+def test_smtp_settings_defaults_suit_a_local_mail_catcher():
+    settings = SmtpSettings.from_env({})
+    assert settings == SmtpSettings(
+        host="127.0.0.1",
+        port=1025,
+        username=None,
+        password=None,
+        starttls=False,
+        mail_from="Escalator <escalator@localhost>",
+    )
+
+
+def test_smtp_settings_read_every_variable():
+    settings = SmtpSettings.from_env(
+        {
+            "SMTP_HOST": "smtp.example.com",
+            "SMTP_PORT": "587",
+            "SMTP_USERNAME": "bot",
+            "SMTP_PASSWORD": PASSWORD,
+            "SMTP_STARTTLS": "yes",
+            "MAIL_FROM": "Help Desk <help@example.com>",
+        }
+    )
+    assert (settings.host, settings.port, settings.username) == ("smtp.example.com", 587, "bot")
+    assert settings.password == PASSWORD
+    assert settings.starttls is True
+    assert settings.mail_from == "Help Desk <help@example.com>"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("TRUE", True), ("on", True), ("0", False), ("no", False), ("", False)],
+)
+def test_smtp_starttls_accepts_the_usual_truthy_words(raw, expected):
+    assert SmtpSettings.from_env({"SMTP_STARTTLS": raw}).starttls is expected
+
+
+@pytest.mark.parametrize("raw", ["smtp", "0", "70000", "25.5"])
+def test_invalid_smtp_port_names_the_variable_and_the_fix(raw):
+    with pytest.raises(InvalidInput) as caught:
+        SmtpSettings.from_env({"SMTP_PORT": raw})
+    message = str(caught.value)
+    assert message.startswith("SMTP_PORT: ")
+    assert "1 to 65535" in message
+    assert "\n" not in message
+
+
+def test_mail_from_with_a_line_break_is_refused():
+    with pytest.raises(InvalidInput, match=r"^MAIL_FROM: "):
+        SmtpSettings.from_env({"MAIL_FROM": "a@example.com\r\nBcc: evil@example.com"})
+
+
+def test_smtp_settings_repr_masks_the_password():
+    settings = SmtpSettings.from_env({"SMTP_USERNAME": "bot", "SMTP_PASSWORD": PASSWORD})
+    for text in (repr(settings), str(settings), f"{settings}"):
+        assert PASSWORD not in text
+        assert "password='***'" in text
+    assert "password=None" in repr(SmtpSettings.from_env({}))
+
+
+# -- send_email ------------------------------------------------------------------------
+
+
+class MailHandler:
+    """aiosmtpd handler: records accepted mail; refuses what a test tells it to."""
+
+    def __init__(self, *, refuse: dict[str, str] | None = None, data_reply: str | None = None):
+        self.refuse = refuse or {}
+        self.data_reply = data_reply
+        self.envelopes = []
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.refuse:
+            return self.refuse[address]
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.data_reply:
+            return self.data_reply
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+
+@pytest.fixture
+def smtp_server(monkeypatch):
+    """Start an aiosmtpd server on a free loopback port and point SMTP_* at it."""
+    controllers: list[Controller] = []
+
+    def start(handler: MailHandler, **smtp_kwargs) -> Controller:
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port, **smtp_kwargs)
+        controller.start()
+        controllers.append(controller)
+        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SMTP_PORT", str(port))
+        return controller
+
+    yield start
+    for controller in controllers:
+        controller.stop()
+
+
+async def test_send_email_delivers_the_rendered_mail(smtp_server, caplog):
+    handler = MailHandler()
+    smtp_server(handler)
+    notification = make_notification()
+
+    with caplog.at_level(logging.INFO):
+        receipt = await run(send_email, notification)
+
+    assert receipt.message_id == "<123.1.tier_entry@escalator>"
+    assert receipt.channel == "email"
+    assert receipt.accepted == ("l1@example.com", "lead@example.com")
+    assert receipt.detail == "to l1@example.com, lead@example.com"
+
+    [envelope] = handler.envelopes
+    assert envelope.mail_from == "escalator@example.com"
+    assert envelope.rcpt_tos == ["l1@example.com", "lead@example.com"]
+    delivered = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
+    assert delivered["Message-ID"] == "<123.1.tier_entry@escalator>"
+    assert delivered["X-Escalator-Case"] == "123"
+    assert delivered["Subject"] == (
+        "[Escalator] Case 123 · P2 · new case for L1 Service Desk: Outlook fails to sync – Zoë"
+    )
+    assert "Sync stops at 0%." in delivered.get_body(("plain",)).get_content()
+    assert any("<123.1.tier_entry@escalator>" in r.getMessage() for r in caplog.records)
+
+
+async def test_send_email_authenticates_and_never_shows_the_password(
+    smtp_server, monkeypatch, caplog
+):
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        # handled=False: let aiosmtpd answer a failure with its standard 535.
+        return AuthResult(success=auth_data.password == PASSWORD.encode(), handled=False)
+
+    handler = MailHandler()
+    smtp_server(handler, authenticator=authenticator, auth_require_tls=False)
+    monkeypatch.setenv("SMTP_USERNAME", "bot")
+    monkeypatch.setenv("SMTP_PASSWORD", PASSWORD)
+
+    with caplog.at_level(logging.DEBUG):
+        await run(send_email, make_notification())
+    assert logins == [(b"bot", PASSWORD.encode())]
+    assert len(handler.envelopes) == 1
+
+    # A wrong password is a 535: permanent, and the message must not echo it.
+    monkeypatch.setenv("SMTP_PASSWORD", "wrong-" + PASSWORD)
+    with caplog.at_level(logging.DEBUG):
+        error = await run_failing(send_email, make_notification())
+    assert error.type == "PermanentDeliveryError"
+    assert error.non_retryable
+    assert "535" in error.message
+    assert PASSWORD not in error.message
+    assert all(PASSWORD not in record.getMessage() for record in caplog.records)
+
+
+async def test_rcpt_550_for_every_recipient_is_permanent(smtp_server):
+    handler = MailHandler(
+        refuse={
+            "l1@example.com": "550 no such user",
+            "lead@example.com": "550 no such user",
+        }
+    )
+    smtp_server(handler)
+
+    error = await run_failing(send_email, make_notification())
+
+    assert error.type == "PermanentDeliveryError"
+    assert error.non_retryable is True
+    assert "550 no such user" in error.message
+    assert "l1@example.com" in error.message
+    assert handler.envelopes == []
+
+
+async def test_rcpt_451_is_transient(smtp_server):
+    handler = MailHandler(refuse={"l1@example.com": "451 try again later"})
+    smtp_server(handler)
+
+    error = await run_failing(send_email, make_notification(recipients=("l1@example.com",)))
+
+    assert error.type == "TransientDeliveryError"
+    assert error.non_retryable is False
+    assert "451 try again later" in error.message
+
+
+async def test_one_temporary_refusal_among_permanent_ones_stays_retryable(smtp_server):
+    # Nothing was sent, and one recipient may accept later: retry the whole mail.
+    handler = MailHandler(
+        refuse={"l1@example.com": "550 no such user", "lead@example.com": "452 mailbox full"}
+    )
+    smtp_server(handler)
+
+    error = await run_failing(send_email, make_notification())
+
+    assert error.type == "TransientDeliveryError"
+    assert not error.non_retryable
+
+
+async def test_partial_refusal_delivers_to_the_rest_and_reports_the_refused(smtp_server):
+    handler = MailHandler(refuse={"lead@example.com": "550 no such user"})
+    smtp_server(handler)
+
+    receipt = await run(send_email, make_notification())
+
+    assert receipt.accepted == ("l1@example.com",)
+    assert receipt.detail == "to l1@example.com; refused lead@example.com (550 no such user)"
+    [envelope] = handler.envelopes
+    assert envelope.rcpt_tos == ["l1@example.com"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "error_type", "non_retryable"),
+    [
+        ("554 message rejected as spam", "PermanentDeliveryError", True),
+        ("452 insufficient system storage", "TransientDeliveryError", False),
+    ],
+)
+async def test_data_reply_code_decides_retry(smtp_server, reply, error_type, non_retryable):
+    smtp_server(MailHandler(data_reply=reply))
+
+    error = await run_failing(send_email, make_notification())
+
+    assert error.type == error_type
+    assert error.non_retryable is non_retryable
+    assert reply in error.message
+
+
+async def test_server_down_is_transient(monkeypatch):
+    port = free_port()  # nothing listens here
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(port))
+
+    error = await run_failing(send_email, make_notification())
+
+    assert error.type == "TransientDeliveryError"
+    assert error.non_retryable is False
+    assert f"127.0.0.1:{port}" in error.message
+
+
+async def test_server_that_never_answers_times_out_as_transient(monkeypatch):
+    monkeypatch.setattr(notifications, "SMTP_TIMEOUT_SECONDS", 0.5)
+    with socket.socket() as silent:
+        # The kernel completes the TCP handshake, but no greeting ever comes.
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SMTP_PORT", str(silent.getsockname()[1]))
+
+        started = time.monotonic()
+        error = await run_failing(send_email, make_notification())
+
+    assert time.monotonic() - started < 5
+    assert error.type == "TransientDeliveryError"
+    assert not error.non_retryable
+
+
+@pytest.mark.parametrize(
+    "recipients", [(), ("not-an-address",), ("ok@example.com", "x@example.com\r\nBcc: e@x.io")]
+)
+async def test_missing_or_malformed_recipients_are_permanent(smtp_server, recipients):
+    handler = MailHandler()
+    smtp_server(handler)
+
+    error = await run_failing(send_email, make_notification(recipients=recipients))
+
+    assert error.type == "PermanentDeliveryError"
+    assert error.non_retryable
+    assert "\n" not in error.message
+    assert handler.envelopes == []
+
+
+async def test_bad_smtp_port_is_a_retryable_configuration_error(monkeypatch):
+    monkeypatch.setenv("SMTP_PORT", "smtp")
+
+    error = await run_failing(send_email, make_notification())
+
+    assert error.type == "DeliveryConfigError"
+    assert not error.non_retryable
+    assert "SMTP_PORT" in error.message
+
+
+# -- post_webhook ------------------------------------------------------------------------
+
+
+class WebhookServer:
+    """A loopback HTTP server that records each POST and answers with `status`."""
+
+    def __init__(self) -> None:
+        self.status = 200
+        self.reply_headers: dict[str, str] = {}
+        self.delay = 0.0
+        self.requests: list[dict] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests.append({"path": self.path, "headers": self.headers, "body": body})
+                time.sleep(server.delay)
+                reply = b'{"received": true}'
+                self.send_response(server.status)
+                for name, value in server.reply_headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, format, *args) -> None:
+                pass  # keep test output quiet
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        # A short poll interval keeps shutdown() (each teardown) fast.
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def url(self, path: str = "/hooks/escalator") -> str:
+        return self.origin + path
+
+
+@pytest.fixture
+def webhook_server():
+    server = WebhookServer()
+    server.thread.start()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+async def test_post_webhook_sends_the_payload_with_an_idempotency_key(webhook_server):
+    notification = make_notification(webhook=webhook_server.url(), channel="pagerduty")
+
+    receipt = await run(post_webhook, notification)
+
+    assert receipt.channel == "webhook"
+    assert receipt.message_id == "<123.1.tier_entry@escalator>"
+    assert receipt.accepted == (webhook_server.origin,)
+    assert receipt.detail == f"POST {webhook_server.origin} → 200"
+    [request] = webhook_server.requests
+    assert request["path"] == "/hooks/escalator"
+    assert request["headers"]["Idempotency-Key"] == "<123.1.tier_entry@escalator>"
+    assert request["headers"]["Content-Type"] == "application/json"
+    body = json.loads(request["body"])
+    assert body == json.loads(json.dumps(webhook_payload(notification)))
+    assert body["event"] == "tier_entry"
+    assert body["case"]["title"] == "Outlook fails to sync – Zoë"
+
+
+async def test_retries_reuse_the_same_idempotency_key(webhook_server):
+    webhook_server.status = 503
+    notification = make_notification(webhook=webhook_server.url())
+    await run_failing(post_webhook, notification)
+    webhook_server.status = 202
+    await run(post_webhook, notification)
+
+    keys = [r["headers"]["Idempotency-Key"] for r in webhook_server.requests]
+    assert keys == ["<123.1.tier_entry@escalator>"] * 2
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 502, 503])
+async def test_server_errors_and_throttling_are_transient(webhook_server, status):
+    webhook_server.status = status
+
+    error = await run_failing(post_webhook, make_notification(webhook=webhook_server.url()))
+
+    assert error.type == "TransientDeliveryError"
+    assert error.non_retryable is False
+    assert f"→ {status}" in error.message
+    assert error.next_retry_delay is None
+
+
+@pytest.mark.parametrize("status", [400, 401, 404, 410, 301])
+async def test_client_errors_and_redirects_are_permanent(webhook_server, status):
+    webhook_server.status = status
+    webhook_server.reply_headers = {"Location": "/elsewhere"} if status == 301 else {}
+
+    error = await run_failing(post_webhook, make_notification(webhook=webhook_server.url()))
+
+    assert error.type == "PermanentDeliveryError"
+    assert error.non_retryable is True
+    assert f"→ {status}" in error.message
+    assert len(webhook_server.requests) == 1  # the redirect was not followed
+
+
+async def test_retry_after_is_passed_on_but_capped(webhook_server):
+    webhook_server.status = 429
+    webhook_server.reply_headers = {"Retry-After": "7"}
+    notification = make_notification(webhook=webhook_server.url())
+
+    error = await run_failing(post_webhook, notification)
+    assert error.next_retry_delay == timedelta(seconds=7)
+
+    webhook_server.reply_headers = {"Retry-After": "86400"}
+    error = await run_failing(post_webhook, notification)
+    assert error.next_retry_delay == notifications.MAX_RETRY_AFTER
+
+
+async def test_webhook_errors_never_show_the_path_or_query(webhook_server):
+    webhook_server.status = 404
+    url = webhook_server.url("/hooks/T0KEN-abc123?key=s3cret")
+
+    error = await run_failing(post_webhook, make_notification(webhook=url))
+
+    assert webhook_server.origin in error.message
+    assert "T0KEN" not in error.message
+    assert "s3cret" not in error.message
+
+
+async def test_webhook_server_down_is_transient():
+    url = f"http://127.0.0.1:{free_port()}/hook"
+
+    error = await run_failing(post_webhook, make_notification(webhook=url))
+
+    assert error.type == "TransientDeliveryError"
+    assert not error.non_retryable
+    assert "ConnectError" in error.message
+
+
+async def test_slow_webhook_times_out_as_transient(webhook_server, monkeypatch):
+    monkeypatch.setattr(notifications, "WEBHOOK_TIMEOUT_SECONDS", 0.3)
+    webhook_server.delay = 1.0
+
+    error = await run_failing(post_webhook, make_notification(webhook=webhook_server.url()))
+
+    assert error.type == "TransientDeliveryError"
+    assert "Timeout" in error.message
+
+
+@pytest.mark.parametrize("webhook", [None, "ftp://example.com/hook"])
+async def test_missing_or_unusable_webhook_url_is_permanent(webhook):
+    error = await run_failing(post_webhook, make_notification(webhook=webhook))
+
+    assert error.type == "PermanentDeliveryError"
+    assert error.non_retryable

@@ -1,0 +1,175 @@
+"""Policy parsing without Temporal: the accepted shapes and every error's wording."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from escalator.durations import format_duration, parse_duration
+from escalator.errors import PolicyError
+from escalator.policy import Policy
+from escalator.policy_files import load_policy, parse_policy_text
+from examples.veterans_benefits import benefits_policy
+
+ISSUE_EXAMPLE = """
+escalation:
+  name: default
+  warn_at: 0.75
+  tiers:
+    - level: 1
+      name: Front-Line Support
+      team: support-generalists
+      notify: [l1@example.com]
+      sla: {first_response: 4h, resolution_target: 24h}
+      capabilities: [known_issues, how_to_questions]
+      escalation_criteria: ["Issue not in runbook"]
+    - level: 3
+      name: Engineering
+      team: engineering-oncall
+      notify: [oncall@example.com]          # a final tier may omit sla
+  severity_overrides:
+    - {severity: P0, route_to: 3, notification: pagerduty}
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("90s", timedelta(seconds=90)),
+        ("30m", timedelta(minutes=30)),
+        ("4h", timedelta(hours=4)),
+        ("2d", timedelta(days=2)),
+        ("1h30m", timedelta(hours=1, minutes=30)),
+        ("1d 2h", timedelta(days=1, hours=2)),
+        ("PT4H", timedelta(hours=4)),
+        ("P2D", timedelta(days=2)),
+        ("P1DT2H30M", timedelta(days=1, hours=2, minutes=30)),
+        ("pt90s", timedelta(seconds=90)),
+        (3600, timedelta(hours=1)),
+        (0.5, timedelta(milliseconds=500)),
+        ("3600", timedelta(hours=1)),
+        (timedelta(minutes=5), timedelta(minutes=5)),
+    ],
+)
+def test_duration_shapes(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "4 hours", "h4", "PT", "P", "-5m", "0", 0, -3, "0s", True, None, [1]]
+)
+def test_duration_errors_say_how_to_fix(bad):
+    with pytest.raises(ValueError, match=r"duration|4h"):
+        parse_duration(bad)
+
+
+@pytest.mark.parametrize("seconds", [1, 59, 61, 3600, 5400, 86400 + 7, 0.25, 90.5])
+def test_format_duration_round_trips(seconds):
+    value = timedelta(seconds=seconds)
+    assert parse_duration(format_duration(value)) == value
+
+
+def test_issue_example_parses_with_a_final_tier_without_sla():
+    policy = parse_policy_text(ISSUE_EXAMPLE)
+    assert [t.level for t in policy.tiers] == [1, 3]
+    assert policy.tiers[0].sla.first_response == timedelta(hours=4)
+    assert policy.tiers[1].sla is None
+    assert policy.override_for("P0").notification == "pagerduty"
+
+
+def test_default_policy_matches_the_documented_table():
+    policy = load_policy("policies/default.yaml")
+    table = [(t.sla.first_response, t.sla.resolution_target) for t in policy.tiers]
+    hours = timedelta(hours=1)
+    assert table == [(4 * hours, 24 * hours), (2 * hours, 8 * hours), (hours, 4 * hours)]
+    routes = {o.severity: o.route_to for o in policy.severity_overrides}
+    assert routes == {"P0": 3, "P1": 3, "P2": 2}
+
+
+def test_demo_policy_reaches_the_ai_stage():
+    policy = load_policy("policies/demo.yaml")
+    assert policy.tiers[-1].kind == "ai" and policy.tiers[-1].sla is None
+
+
+def test_json_policy_with_iso_and_seconds_is_the_same_policy():
+    yaml_policy = parse_policy_text(ISSUE_EXAMPLE)
+    as_json = json.loads(yaml_policy.model_dump_json())
+    assert as_json["tiers"][0]["sla"] == {"first_response": "4h", "resolution_target": "1d"}
+    as_json["tiers"][0]["sla"] = {"first_response": "PT4H", "resolution_target": 86400}
+    assert parse_policy_text(json.dumps({"escalation": as_json})) == yaml_policy
+
+
+def test_tiers_are_ordered_by_level():
+    text = ISSUE_EXAMPLE.replace("level: 1", "level: 9").replace("route_to: 3", "route_to: 9")
+    text = text.replace("level: 3", "level: 1")
+    with pytest.raises(PolicyError, match="needs an sla"):
+        parse_policy_text(text)  # level 1 (no sla) is now first, so it is not final
+
+
+def test_builder_maps_stages_to_tiers():
+    policy = benefits_policy()
+    assert [(t.level, t.name, t.team) for t in policy.tiers] == [
+        (1, "helpdesk", "helpdesk_team"),
+        (2, "supervisor", "supervisor_office"),
+        (3, "ai_agent", "ai_representative"),
+    ]
+    assert policy.tiers[0].sla.first_response == timedelta(hours=48)
+    assert policy.tiers[0].sla.resolution_target == timedelta(hours=48)
+    assert policy.tiers[2].kind == "ai" and policy.tiers[2].sla is None
+
+
+def test_builder_rejects_a_timeout_free_middle_stage():
+    builder = Policy.builder().add_stage("a", handler="x", timeout=None)
+    builder.add_stage("b", handler="y", timeout="1h")
+    with pytest.raises(ValueError, match="needs an sla"):
+        builder.build()
+
+
+def _mutate(old: str, new: str) -> str:
+    assert old in ISSUE_EXAMPLE
+    return ISSUE_EXAMPLE.replace(old, new, 1)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  colour: blue\n"), "escalation.colour: unknown field"),
+        ("escalation:\n  name: x\n  tiers: []\n", "escalation.tiers: a policy needs at least one tier"),
+        ("escalation:\n  name: x\n", "escalation.tiers: required field is missing"),
+        (_mutate("level: 3", "level: 1"), "escalation.tiers: level 1 appears twice"),
+        (_mutate("      sla: {first_response: 4h, resolution_target: 24h}\n", ""),
+         "escalation.tiers: tier 1 (Front-Line Support) needs an sla"),
+        (_mutate("route_to: 3", "route_to: 5"),
+         "escalation.severity_overrides[0].route_to: level 5 is not a tier (levels: 1, 3)"),
+        (_mutate("first_response: 4h", "first_response: 4 hours"),
+         "escalation.tiers[0].sla.first_response: cannot read duration '4 hours'"),
+        (_mutate("first_response: 4h", "first_response: 0s"),
+         "escalation.tiers[0].sla.first_response: duration must be positive"),
+        (_mutate("first_response: 4h", "first_response: -5m"),
+         "escalation.tiers[0].sla.first_response: duration must be positive"),
+        (_mutate("resolution_target: 24h", "resolution_target: 1h"),
+         "escalation.tiers[0].sla: resolution_target must not be shorter than first_response"),
+        (_mutate("warn_at: 0.75", "warn_at: 1.5"), "escalation.warn_at: Input should be less than 1"),
+        (_mutate("warn_at: 0.75", "warn_at: 0"), "escalation.warn_at: Input should be greater than 0"),
+        (_mutate("first_respon", "first_respons"), "escalation.tiers[0].sla.first_responsse: unknown field"),
+        (_mutate("level: 1", "level: one"), "escalation.tiers[0].level: Input should be a valid integer"),
+        (_mutate("[l1@example.com]", "[not-an-address]"), "escalation.tiers[0].notify[0]: 'not-an-address' is not an email"),
+        (_mutate("severity: P0", "severity: P9"), "escalation.severity_overrides[0].severity: Input should be 'P0'"),
+        ("escalation: [1, 2]", "escalation: expected a mapping with 'tiers'"),
+        ("escalation:\n  tiers: [\n", "line 3"),
+    ],
+)  # fmt: skip
+def test_policy_errors_are_one_line_naming_file_and_field(text, expected):
+    with pytest.raises(PolicyError) as error:
+        parse_policy_text(text, source="policies/broken.yaml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("policies/broken.yaml: ")
+    assert expected in message
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(PolicyError, match=r"nope.yaml: file not found"):
+        load_policy(tmp_path / "nope.yaml")
