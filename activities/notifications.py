@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import aiosmtplib
 import httpx
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from escalator.errors import InvalidInput
 from escalator.models import DeliveryReceipt, Notification
@@ -238,7 +238,16 @@ def _permanent(message: str) -> ApplicationError:
 
 
 def _transient(message: str, *, retry_after: timedelta | None = None) -> ApplicationError:
-    return ApplicationError(message, type=TRANSIENT, next_retry_delay=retry_after)
+    # Expected while a server is down and retried for a day: one warning line per
+    # attempt is useful; the SDK's traceback per attempt (non-benign) is noise.
+    info = activity.info()
+    activity.logger.warning("attempt %d failed, will retry: %s", info.attempt, message)
+    return ApplicationError(
+        message,
+        type=TRANSIENT,
+        next_retry_delay=retry_after,
+        category=ApplicationErrorCategory.BENIGN,
+    )
 
 
 def _one_line(value: object) -> str:

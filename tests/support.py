@@ -107,3 +107,102 @@ async def eventually(predicate, *, within: float = 10.0, interval: float = 0.05)
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met within {within}s")
         await asyncio.sleep(interval)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class MailSink:
+    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives.
+
+    It can be stopped and started again on the same port, to stage SMTP outages.
+    """
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.messages: list = []  # email.message.EmailMessage, in arrival order
+        self._controller = None
+
+    def start(self) -> MailSink:
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+                import email
+                import email.policy
+
+                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+                sink.messages.append(message)
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def to(self, address: str) -> list:
+        return [m for m in self.messages if address in m["X-Envelope-To"]]
+
+    def with_purpose(self, case_id: str, purpose: str) -> list:
+        return [
+            m
+            for m in self.messages
+            if m["X-Escalator-Case"] == case_id and m["X-Escalator-Purpose"] == purpose
+        ]
+
+
+class WorkerProcess:
+    """The real `worker.py`, run as a subprocess the way an operator runs it."""
+
+    def __init__(self, *, temporal_address: str, task_queue: str, smtp_port: int, **env) -> None:
+        import os
+        import sys
+
+        self.env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": temporal_address,
+            "TEMPORAL_NAMESPACE": "default",
+            "ESCALATOR_TASK_QUEUE": task_queue,
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp_port),
+            **env,
+        }
+        self.command = [sys.executable, "worker.py"]
+        self.process = None
+
+    def start(self) -> WorkerProcess:
+        import subprocess
+
+        self.process = subprocess.Popen(
+            self.command,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return self
+
+    def stop(self) -> str:
+        """Stop gracefully (SIGTERM) and return what the worker wrote to stderr."""
+        if self.process is None:
+            return ""
+        self.process.terminate()
+        try:
+            _, err = self.process.communicate(timeout=15)
+        except Exception:
+            self.process.kill()
+            _, err = self.process.communicate()
+        self.process = None
+        return err
