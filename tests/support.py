@@ -134,7 +134,7 @@ class MailSink:
         sink = self
 
         class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+            async def handle_DATA(self, server, session, envelope):
                 import email
                 import email.policy
 
