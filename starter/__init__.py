@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
     Client,
     WorkflowExecutionStatus,
@@ -195,11 +197,29 @@ class EscalatorClient:
         """Turn a raw RPC failure into: unknown case, closed case, or unreachable."""
         if error.status != RPCStatusCode.NOT_FOUND:
             return EscalatorError(f"case {case_id}: Temporal refused the request: {error}")
-        try:
-            description = await self._handle(case_id).describe()
-        except RPCError:
+        status = await self._execution_status(case_id)
+        if status is None:
             return CaseNotFound(f"case {case_id} does not exist; check the case id")
-        if description.status != WorkflowExecutionStatus.RUNNING:
-            state = description.status.name.lower() if description.status else "closed"
-            return ActionRefused(f"case {case_id} is closed ({state}); it takes no more actions")
+        if status != WorkflowExecutionStatus.RUNNING:
+            return ActionRefused(
+                f"case {case_id} is closed ({status.name.lower()}); it takes no more actions"
+            )
         return EscalatorError(f"case {case_id}: {error}")
+
+    async def _execution_status(self, case_id: str) -> WorkflowExecutionStatus | None:
+        """The run's status, or None if there is no such case.
+
+        Uses the raw RPC because `describe()` also decodes search attributes, and
+        the time-skipping test server encodes Datetime ones in a shape it rejects.
+        """
+        request = DescribeWorkflowExecutionRequest(
+            namespace=self.client.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id_for(case_id)),
+        )
+        try:
+            response = await self.client.workflow_service.describe_workflow_execution(request)
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return WorkflowExecutionStatus(response.workflow_execution_info.status)

@@ -7,10 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest_asyncio
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from escalator.binaries import find_binary
+from escalator.search_attributes import ALL_KEYS, indexed_types
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tests read policies and start worker.py by relative path.
@@ -26,6 +28,12 @@ async def ts_env():
         test_server_existing_path=find_binary("temporal-test-server"),
         data_converter=pydantic_data_converter,
     )
+    # Unregistered search attributes make the time-skipping server hang.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=env.client.namespace, search_attributes=indexed_types()
+        )
+    )
     yield env
     await env.shutdown()
 
@@ -36,6 +44,7 @@ async def dev_env():
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=find_binary("temporal"),
         data_converter=pydantic_data_converter,
+        search_attributes=ALL_KEYS,
         dev_server_log_level="error",
     )
     yield env

@@ -29,6 +29,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from escalator import routing, rules, sla
+    from escalator import search_attributes as search
     from escalator.models import (
         ActionResult,
         Actor,
@@ -69,6 +70,7 @@ DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 DELIVERY_GIVE_UP_AFTER = timedelta(hours=24)
 
 DESCRIPTION_EXCERPT_CHARS = 2000
+_UNSET = object()
 
 
 class _Refused(Exception):
@@ -104,6 +106,7 @@ class EscalationWorkflow:
         self._changes = 0  # bumped by anything that can move the next deadline
         self._notifications_sent = 0  # numbers Message-IDs deterministically
         self._deliveries_in_flight = 0
+        self._published: dict[str, object] = {}  # search attributes as last upserted
 
     # -- the case's life ----------------------------------------------------------
 
@@ -115,7 +118,9 @@ class EscalationWorkflow:
         self._notify_tier("tier_entry", channel=override.notification if override else None)
 
         while self._state != "resolved":
+            self._publish_search_attributes()
             await self._wait_for_next_deadline_or_change()
+        self._publish_search_attributes()
 
         # Nothing is lost: mail queued before the resolve still goes out, and any
         # message being handled finishes before the workflow closes.
@@ -443,6 +448,33 @@ class EscalationWorkflow:
             self._record("notification_failed", f"{activity} {what}: {cause}")
         finally:
             self._deliveries_in_flight -= 1
+
+    # -- visibility ---------------------------------------------------------------
+
+    def _publish_search_attributes(self) -> None:
+        """Upsert what changed since the last publish, so the UI and `escalator list`
+        filter on the live state. Only ids and labels go here: search attributes
+        are never encrypted, so no customer data or free text."""
+        deadline = self._next_deadline()
+        current = {
+            search.CASE_STATUS: self._state,
+            search.CASE_TIER: self._tier.level,
+            search.CASE_TIER_NAME: self._tier.name,
+            search.CASE_TEAM: self._tier.team,
+            search.CASE_SEVERITY: self._case.severity,
+            search.CASE_ASSIGNEE: self._assignee,
+            search.CASE_ACCOUNT: self._case.account,
+            search.SLA_BREACHED: self._sla_breached,
+            search.NEXT_DEADLINE: deadline.at if deadline else None,
+        }
+        updates = [
+            key.value_set(value) if value is not None else key.value_unset()
+            for key, value in current.items()
+            if self._published.get(key.name, _UNSET) != value
+        ]
+        if updates:
+            workflow.upsert_search_attributes(updates)
+            self._published.update({key.name: value for key, value in current.items()})
 
     # -- small helpers ------------------------------------------------------------
 

@@ -1,0 +1,58 @@
+"""Custom search attributes: how the Web UI, `escalator list` and `queue` filter cases.
+
+They must be registered with the server before any workflow upserts them (the
+time-skipping server hangs otherwise): `escalator up` passes them to the dev server,
+the compose setup job creates them, and the test fixtures register them.
+Search attributes are never encrypted, so no customer names, emails or free text.
+"""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.common import SearchAttributeKey
+
+CASE_STATUS = SearchAttributeKey.for_keyword("CaseStatus")  # open | claimed | resolved
+CASE_TIER = SearchAttributeKey.for_int("CaseTier")
+CASE_TIER_NAME = SearchAttributeKey.for_keyword("CaseTierName")
+CASE_TEAM = SearchAttributeKey.for_keyword("CaseTeam")
+CASE_SEVERITY = SearchAttributeKey.for_keyword("CaseSeverity")
+CASE_ASSIGNEE = SearchAttributeKey.for_keyword("CaseAssignee")
+CASE_ACCOUNT = SearchAttributeKey.for_keyword("CaseAccount")
+SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
+NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadline")
+
+ALL_KEYS = (
+    CASE_STATUS,
+    CASE_TIER,
+    CASE_TIER_NAME,
+    CASE_TEAM,
+    CASE_SEVERITY,
+    CASE_ASSIGNEE,
+    CASE_ACCOUNT,
+    SLA_BREACHED,
+    NEXT_DEADLINE,
+)
+
+# Names as the `temporal` CLI spells the types (`--search-attribute Name=Type`).
+_CLI_TYPE = {
+    IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
+    IndexedValueType.INDEXED_VALUE_TYPE_INT: "Int",
+    IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
+    IndexedValueType.INDEXED_VALUE_TYPE_DATETIME: "Datetime",
+}
+
+
+def cli_type(key: SearchAttributeKey) -> str:
+    return _CLI_TYPE[key.indexed_value_type]
+
+
+def dev_server_flags() -> list[str]:
+    flags: list[str] = []
+    for key in ALL_KEYS:
+        flags += ["--search-attribute", f"{key.name}={cli_type(key)}"]
+    return flags
+
+
+def indexed_types() -> dict[str, IndexedValueType.ValueType]:
+    """For OperatorService.AddSearchAttributes (test fixtures, scripted set-up)."""
+    return {key.name: key.indexed_value_type for key in ALL_KEYS}
