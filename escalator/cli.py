@@ -1,0 +1,344 @@
+"""The `escalator` command line.
+
+Exit codes: 0 success; 1 the case refused the action (e.g. already claimed);
+2 usage or validation error, or unknown case; 3 Temporal could not be reached.
+Every error is one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from escalator.errors import EscalatorError, InvalidInput
+from escalator.settings import DEFAULT_TASK_QUEUE, TemporalSettings
+
+EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
+DEFAULT_POLICY = "policies/default.yaml"
+
+EXAMPLES = """\
+examples:
+  escalator up                                   # dev server + worker + mail catcher + Web UI
+  escalator start --case-id 123 --title "Outlook fails to sync" --severity P2 \\
+      --policy policies/demo.yaml --customer-email jane@acme.example --description "..."
+  escalator status 123                           # tier, assignee, next deadline, timeline
+  escalator claim 123 --user alice --role engineer
+  escalator escalate 123 --user alice --reason "needs backend access" \\
+      --tried "re-uploaded cert" --tried "checked runbook"
+  escalator note 123 --user alice --text "customer sent logs"
+  escalator resolve 123 --user bob --role engineer --summary "cleared cert cache"
+  escalator list --status open --json
+
+exit codes: 0 ok, 1 refused by the case, 2 invalid input or unknown case,
+            3 Temporal unreachable
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line that points at --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_INVALID, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="escalator",
+        description="Durable escalation workflows: every case is a Temporal workflow.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--address", help="Temporal address (default: $TEMPORAL_ADDRESS)")
+    parser.add_argument("--namespace", help="Temporal namespace (default: $TEMPORAL_NAMESPACE)")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    def command(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+
+    up = command("up", "run Temporal (SQLite), the worker, a mail catcher and the Web UI",
+                 "escalator up --data-dir .data --port 7233 --ui-port 8233")  # fmt: skip
+    up.add_argument("--data-dir", type=Path, default=Path(".data"), help="default: .data")
+    up.add_argument("--port", type=_port, default=7233, help="Temporal gRPC port (7233)")
+    up.add_argument("--ui-port", type=_port, default=8233, help="Web UI port (8233)")
+    up.add_argument("--mail-port", type=_port, default=1025, help="mail catcher port (1025)")
+    up.add_argument("--no-mail", action="store_true", help="do not run the mail catcher")
+
+    command("worker", "run a worker (configured by environment variables)", "escalator worker")
+
+    start = command("start", "open a case", 'escalator start --case-id 123 --title "VPN down"')
+    start.add_argument("--case-id", required=True)
+    start.add_argument("--title", required=True)
+    start.add_argument("--description", default="")
+    start.add_argument("--description-file", type=Path, help="read the description from a file")
+    start.add_argument("--severity", default="P3", help="P0..P4 (default P3)")
+    start.add_argument("--policy", type=Path, default=Path(DEFAULT_POLICY))
+    start.add_argument("--customer-name")
+    start.add_argument("--customer-email")
+    start.add_argument("--account", default="default")
+    start.add_argument("--data", action="append", default=[], metavar="KEY=VALUE")
+
+    def acting(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        sub = command(name, help, example)
+        sub.add_argument("case_id")
+        sub.add_argument("--user", required=True)
+        sub.add_argument("--role", default="engineer", help="viewer|engineer|admin|owner")
+        sub.add_argument("--account", default="default")
+        sub.add_argument(
+            "--no-wait", action="store_true", help="send a signal instead of waiting for an answer"
+        )
+        return sub
+
+    acting("claim", "take ownership of a case", "escalator claim 123 --user alice")
+    resolve = acting(
+        "resolve", "resolve a case", 'escalator resolve 123 --user bob --summary "fixed"'
+    )
+    resolve.add_argument("--summary", default="")
+    escalate = acting(
+        "escalate",
+        "escalate to the next tier with a note",
+        'escalator escalate 123 --user alice --reason "needs DBA" --tried "restarted"',
+    )
+    escalate.add_argument("--reason", default="", help="why the next tier is needed (required)")
+    escalate.add_argument(
+        "--tried", action="append", default=[], help="a step already taken (repeat)"
+    )
+    escalate.add_argument("--symptom", action="append", default=[], help="a symptom (repeat)")
+    escalate.add_argument("--impact", help="customer impact")
+    escalate.add_argument("--next-step", help="suggested next step for the receiving tier")
+    note = acting("note", "add a note to a case", 'escalator note 123 --user alice --text "..."')
+    note.add_argument("--text", required=True)
+
+    status = command("status", "show a case", "escalator status 123 --json")
+    status.add_argument("case_id")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    listing = command("list", "list cases", "escalator list --status open")
+    listing.add_argument("--status", choices=["open", "claimed", "resolved"])
+    listing.add_argument("--tier", type=int)
+    listing.add_argument("--team")
+    listing.add_argument("--severity")
+    listing.add_argument("--assignee")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+# -- commands ---------------------------------------------------------------------
+
+
+async def _run(args: argparse.Namespace) -> int:
+    if args.command == "up":
+        from escalator.stack import Stack, StackOptions
+
+        options = StackOptions(
+            data_dir=args.data_dir,
+            port=args.port,
+            ui_port=args.ui_port,
+            mail_port=args.mail_port,
+            mail=not args.no_mail,
+            task_queue=os.environ.get("ESCALATOR_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
+        )
+        return await Stack(options).run()
+    if args.command == "worker":
+        from escalator.worker_runtime import run_worker
+
+        await run_worker(_settings(args))
+        return EXIT_OK
+    if args.command == "start":
+        case = _case_from_args(args)  # validated before connecting
+        escalator = await _connect(args)
+        workflow_id = await escalator.start_case(case)
+        print(f"started case {case.case_id} ({workflow_id})")
+        print(f"  {_ui_link(args, workflow_id)}")
+        return EXIT_OK
+    if args.command in {"claim", "resolve", "escalate", "note"}:
+        return await _act(args)
+    if args.command == "status":
+        from escalator.cli_output import render_status
+
+        escalator = await _connect(args)
+        status = await escalator.status(args.case_id)
+        print(status.model_dump_json(indent=2) if args.json else render_status(status))
+        return EXIT_OK
+    if args.command == "list":
+        return await _list(args)
+    raise InvalidInput(f"unknown command {args.command}")
+
+
+async def _act(args: argparse.Namespace) -> int:
+    from escalator.models import Actor
+
+    actor = _validated_flags(Actor, {"user": args.user, "role": args.role, "account": args.account})
+    wait = not args.no_wait
+    escalator = await _connect(args)
+    if args.command == "claim":
+        answer = await escalator.claim(args.case_id, actor, wait=wait)
+    elif args.command == "resolve":
+        answer = await escalator.resolve(args.case_id, actor, args.summary, wait=wait)
+    elif args.command == "note":
+        answer = await escalator.add_note(args.case_id, actor, args.text, wait=wait)
+    else:
+        note = {
+            "reason": args.reason,
+            "steps_taken": args.tried,
+            "symptoms": args.symptom,
+            "customer_impact": args.impact,
+            "suggested_next_step": args.next_step,
+        }
+        answer = await escalator.escalate(args.case_id, actor, note, wait=wait)
+    if answer is None:
+        print(f"case {args.case_id}: {args.command} sent (signal; see `escalator status`)")
+    else:
+        who = f", assignee {answer.assignee}" if answer.assignee else ""
+        print(f"case {args.case_id}: {answer.message} (L{answer.tier_level}, {answer.state}{who})")
+    return EXIT_OK
+
+
+async def _list(args: argparse.Namespace) -> int:
+    from escalator.cli_output import case_row, render_rows
+    from escalator.visibility import case_query
+
+    escalator = await _connect(args)
+    query = case_query(
+        status=args.status,
+        tier=args.tier,
+        team=args.team,
+        severity=args.severity,
+        assignee=args.assignee,
+    )
+    rows = []
+    async for execution in escalator.client.list_workflows(query, limit=args.limit):
+        rows.append(case_row(execution))
+    print(json.dumps(rows, indent=2, default=str) if args.json else render_rows(rows))
+    return EXIT_OK
+
+
+def _case_from_args(args: argparse.Namespace):
+    from escalator.models import CaseInput
+    from escalator.policy_files import load_policy
+
+    description = args.description
+    if args.description_file:
+        try:
+            description = args.description_file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise InvalidInput(
+                f"--description-file: cannot read {args.description_file} "
+                f"({error.__class__.__name__})"
+            ) from None
+    customer = None
+    if args.customer_name or args.customer_email:
+        customer = {"name": args.customer_name, "email": args.customer_email}
+    data = {}
+    for pair in args.data:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"--data: {pair!r} is not KEY=VALUE")
+        data[key] = value
+    fields = {
+        "case_id": args.case_id,
+        "title": args.title,
+        "description": description,
+        "severity": args.severity,
+        "customer": customer,
+        "account": args.account,
+        "data": data,
+        "policy": load_policy(args.policy),
+    }
+    return _validated_flags(CaseInput, fields)
+
+
+def _validated_flags(model, fields: dict):
+    """Validate `fields`; on error, name the flag the user typed, not the model field."""
+    from pydantic import ValidationError
+
+    from escalator.errors import describe_validation_error
+
+    try:
+        return model.model_validate(fields)
+    except ValidationError as error:
+        message = describe_validation_error(error)
+        field, _, reason = message.partition(": ")
+        flag = "--" + field.replace(".", "-").replace("_", "-")
+        raise InvalidInput(f"{flag}: {reason}") from None
+
+
+def _settings(args: argparse.Namespace) -> TemporalSettings:
+    settings = TemporalSettings.from_env()
+    overrides = {}
+    if args.address:
+        overrides["address"] = args.address
+    if args.namespace:
+        overrides["namespace"] = args.namespace
+    return TemporalSettings(**{**settings.__dict__, **overrides})
+
+
+async def _connect(args: argparse.Namespace):
+    from starter import EscalatorClient
+
+    return await EscalatorClient.connect(_settings(args))
+
+
+def _ui_link(args: argparse.Namespace, workflow_id: str) -> str:
+    base = os.environ.get("ESCALATOR_UI_URL", "http://localhost:8233").rstrip("/")
+    return f"{base}/namespaces/{_settings(args).namespace}/workflows/{workflow_id}"
+
+
+# -- entry point ------------------------------------------------------------------
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 130
+    except EscalatorError as error:
+        print(f"escalator: {error}", file=sys.stderr)
+        return _exit_code(error)
+
+
+def _exit_code(error: EscalatorError) -> int:
+    from escalator.temporal_client import TemporalUnavailable
+    from starter import ActionRefused
+
+    if isinstance(error, ActionRefused):
+        return EXIT_REFUSED
+    if isinstance(error, TemporalUnavailable):
+        return EXIT_UNAVAILABLE
+    return EXIT_INVALID
+
+
+def main() -> None:
+    code = run()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter finalization: the SDK's native threads can abort a short
+    # process at exit (sdk-python #300), turning a success into exit code 134.
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

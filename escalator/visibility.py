@@ -1,0 +1,34 @@
+"""Visibility queries over our search attributes (list and queue views)."""
+
+from __future__ import annotations
+
+from escalator import search_attributes as search
+
+WORKFLOW_TYPE = "EscalationWorkflow"
+
+
+def _quote(value: str) -> str:
+    # Visibility queries are SQL-like; escape quotes so a value cannot change the query.
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def case_query(
+    *,
+    status: str | None = None,
+    tier: int | None = None,
+    team: str | None = None,
+    severity: str | None = None,
+    assignee: str | None = None,
+) -> str:
+    clauses = [f"WorkflowType = {_quote(WORKFLOW_TYPE)}"]
+    if status:
+        clauses.append(f"{search.CASE_STATUS.name} = {_quote(status)}")
+    if tier is not None:
+        clauses.append(f"{search.CASE_TIER.name} = {int(tier)}")
+    if team:
+        clauses.append(f"{search.CASE_TEAM.name} = {_quote(team)}")
+    if severity:
+        clauses.append(f"{search.CASE_SEVERITY.name} = {_quote(severity)}")
+    if assignee:
+        clauses.append(f"{search.CASE_ASSIGNEE.name} = {_quote(assignee)}")
+    return " AND ".join(clauses)

@@ -1,0 +1,234 @@
+"""The `escalator` CLI end to end, against the embedded stack started by `escalator up`.
+
+Everything runs as real processes: `escalator up` (dev server on SQLite, worker,
+mail catcher) and one `escalator` process per command, exactly as a user types them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support import free_port
+
+pytestmark = pytest.mark.integration
+
+ESCALATOR = [sys.executable, "-m", "escalator.cli"]
+
+
+class EmbeddedStack:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port, self.ui_port, self.mail_port = free_port(), free_port(), free_port()
+        self.process: subprocess.Popen | None = None
+        self.output = ""
+
+    def up(self) -> EmbeddedStack:
+        command = [
+            *ESCALATOR, "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
+            "--ui-port", str(self.ui_port), "--mail-port", str(self.mail_port),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SMTP_HOST", None)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        deadline = time.monotonic() + 90
+        lines = []
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Escalator is ready." in line:
+                self.output = "".join(lines)
+                return self
+        self.down()
+        raise AssertionError("escalator up did not become ready:\n" + "".join(lines))
+
+    def down(self) -> int:
+        if self.process is None:
+            return 0
+        self.process.send_signal(signal.SIGINT)  # what Ctrl-C does
+        try:
+            rest, _ = self.process.communicate(timeout=45)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            rest, _ = self.process.communicate()
+        self.output += rest or ""
+        code = self.process.returncode
+        self.process = None
+        return code
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}"}
+        return subprocess.run(
+            [*ESCALATOR, *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    def mail(self) -> list[str]:
+        return [
+            p.read_text(errors="replace") for p in sorted((self.data_dir / "mail").glob("*.eml"))
+        ]
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    stack = EmbeddedStack(tmp_path_factory.mktemp("escalator-up")).up()
+    yield stack
+    stack.down()
+
+
+def start(stack: EmbeddedStack, case_id: str, *extra: str) -> subprocess.CompletedProcess:
+    return stack.cli(
+        "start", "--case-id", case_id, "--title", "Outlook fails to sync", "--severity", "P2",
+        "--policy", "tests/policies/fast.yaml", "--customer-email", "jane@acme.example",
+        "--description", "Sync stopped after the certificate change.", *extra,
+    )  # fmt: skip
+
+
+def test_start_then_status_json(stack):
+    started = start(stack, "cli-1")
+    assert started.returncode == 0, started.stderr
+    assert "cli-1" in started.stdout and "/workflows/case-cli-1" in started.stdout
+    status = stack.cli("status", "cli-1", "--json")
+    assert status.returncode == 0, status.stderr
+    data = json.loads(status.stdout)
+    assert (data["case_id"], data["state"], data["tier_level"]) == ("cli-1", "open", 2)
+    assert data["next_deadline"]["consequence"].startswith("warn")
+
+
+def test_claim_then_second_claim_is_refused(stack):
+    assert start(stack, "cli-2").returncode == 0
+    first = stack.cli("claim", "cli-2", "--user", "alice", "--role", "engineer")
+    assert first.returncode == 0, first.stderr
+    assert "claimed" in first.stdout
+    second = stack.cli("claim", "cli-2", "--user", "bob")
+    assert second.returncode == 1
+    assert second.stderr.strip() == "escalator: rejected: already claimed by alice"
+
+
+def test_resolve_shows_resolved(stack):
+    assert start(stack, "cli-3").returncode == 0
+    resolved = stack.cli("resolve", "cli-3", "--user", "bob", "--summary", "cleared cert cache")
+    assert resolved.returncode == 0, resolved.stderr
+    status = stack.cli("status", "cli-3")
+    assert status.returncode == 0, status.stderr
+    assert "state       resolved" in status.stdout
+    assert "cleared cert cache" in status.stdout
+
+
+def test_escalate_and_note_then_list(stack):
+    assert start(stack, "cli-4").returncode == 0
+    noted = stack.cli("note", "cli-4", "--user", "alice", "--text", "customer sent logs")
+    assert noted.returncode == 0, noted.stderr
+    escalated = stack.cli(
+        "escalate", "cli-4", "--user", "alice", "--reason", "needs backend access",
+        "--tried", "re-uploaded cert", "--tried", "checked runbook",
+    )  # fmt: skip
+    assert escalated.returncode == 0, escalated.stderr
+    assert "escalated to L3 Engineering" in escalated.stdout
+    without_reason = stack.cli("escalate", "cli-4", "--user", "alice", "--tried", "x")
+    assert without_reason.returncode == 2
+    assert "reason is required" in without_reason.stderr
+
+    listed = stack.cli("list", "--tier", "3", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = {row["case_id"]: row for row in json.loads(listed.stdout)}
+    assert rows["cli-4"]["team"] == "engineering-oncall"
+    assert "cli-3" not in rows  # resolved at L2
+
+
+def test_duplicate_start_and_unknown_case_exit_2(stack):
+    assert start(stack, "cli-5").returncode == 0
+    again = start(stack, "cli-5")
+    assert again.returncode == 2
+    assert "already exists" in again.stderr
+    unknown = stack.cli("status", "no-such-case")
+    assert unknown.returncode == 2
+    assert (
+        unknown.stderr.strip() == "escalator: case no-such-case does not exist; check the case id"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["start", "--case-id", "x", "--title", "t", "--severity", "P9"], "--severity: Input should be"),
+        (["start", "--case-id", "bad id!", "--title", "t"], "--case-id: String should match"),
+        (["start", "--case-id", "x", "--title", "t", "--policy", "nope.yaml"], "nope.yaml: file not found"),
+        (["start", "--case-id", "x", "--title", "t", "--customer-email", "jane"], "--customer-email: 'jane' is not an email"),
+        (["claim", "x", "--user", "a", "--role", "boss"], "--role: Input should be"),
+        (["up", "--port", "http"], "'http' is not a port number"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(stack, args, expected):
+    result = stack.cli(*args)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_help_shows_examples(stack):
+    result = stack.cli("--help")
+    assert result.returncode == 0
+    assert "examples:" in result.stdout and "escalator claim 123" in result.stdout
+
+
+def test_mail_catcher_receives_the_escalation_mail(stack):
+    assert start(stack, "cli-6").returncode == 0
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        escalations = [m for m in stack.mail() if "X-Escalator-Case: cli-6" in m
+                       and "escalated to L3" in m]  # fmt: skip
+        if escalations:
+            break
+        time.sleep(0.5)
+    assert escalations, "no escalation mail for cli-6 in the catcher"
+    assert "mail  → oncall@example.com" in stack.output or stack.process is not None
+
+
+def test_open_case_survives_restart_and_still_escalates(tmp_path):
+    stack = EmbeddedStack(tmp_path).up()
+    try:
+        assert start(stack, "persist", "--severity", "P3").returncode == 0
+    finally:
+        assert stack.down() == 0
+    assert "open cases are kept" in stack.output
+
+    stack.up()  # same data dir: the SQLite file holds the case and its timers
+    try:
+        deadline = time.monotonic() + 40
+        level = None
+        while time.monotonic() < deadline:
+            status = stack.cli("status", "persist", "--json")
+            assert status.returncode == 0, status.stderr
+            level = json.loads(status.stdout)["tier_level"]
+            if level >= 2:
+                break
+            time.sleep(0.5)
+        assert level >= 2, "the case did not escalate after the restart"
+    finally:
+        stack.down()
+
+
+def test_taken_port_is_a_one_line_error(stack):
+    clash = EmbeddedStack(stack.data_dir.parent / "clash")
+    clash.port = stack.port
+    result = subprocess.run(
+        [*ESCALATOR, "up", "--data-dir", str(clash.data_dir), "--port", str(stack.port)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"escalator: port {stack.port} is already in use; choose another with --port "
+        "(or stop what is using it)"
+    )
