@@ -33,6 +33,7 @@ examples:
   escalator note 123 --user alice --text "customer sent logs"
   escalator resolve 123 --user bob --role engineer --summary "cleared cert cache"
   escalator list --status open --json
+  escalator queue --team support-specialists     # unclaimed, nearest deadline first
 
 exit codes: 0 ok, 1 refused by the case, 2 invalid input or unknown case,
             3 Temporal unreachable
@@ -123,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("case_id")
     status.add_argument("--json", action="store_true", help="print JSON")
 
+    queue = command(
+        "queue",
+        "unclaimed open cases, nearest deadline first",
+        "escalator queue --team support-specialists",
+    )
+    queue.add_argument("--tier", type=int)
+    queue.add_argument("--team")
+    queue.add_argument("--severity")
+    queue.add_argument("--limit", type=int, default=200)
+    queue.add_argument("--json", action="store_true", help="print JSON")
+
     listing = command("list", "list cases", "escalator list --status open")
     listing.add_argument("--status", choices=["open", "claimed", "resolved"])
     listing.add_argument("--tier", type=int)
@@ -181,7 +193,7 @@ async def _run(args: argparse.Namespace) -> int:
         status = await escalator.status(args.case_id)
         print(status.model_dump_json(indent=2) if args.json else render_status(status))
         return EXIT_OK
-    if args.command == "list":
+    if args.command in {"list", "queue"}:
         return await _list(args)
     raise InvalidInput(f"unknown command {args.command}")
 
@@ -219,17 +231,22 @@ async def _list(args: argparse.Namespace) -> int:
     from escalator.cli_output import case_row, render_rows
     from escalator.visibility import case_query
 
+    queue = args.command == "queue"
     escalator = await _connect(args)
     query = case_query(
-        status=args.status,
+        status="open" if queue else args.status,  # open means unclaimed
         tier=args.tier,
         team=args.team,
         severity=args.severity,
-        assignee=args.assignee,
+        assignee=None if queue else args.assignee,
     )
     rows = []
     async for execution in escalator.client.list_workflows(query, limit=args.limit):
         rows.append(case_row(execution))
+    if queue:
+        # SQLite visibility cannot ORDER BY custom attributes, so sort here; ISO
+        # timestamps in UTC sort correctly as text. Cases with no deadline go last.
+        rows.sort(key=lambda row: (row["next_deadline"] is None, row["next_deadline"] or ""))
     print(json.dumps(rows, indent=2, default=str) if args.json else render_rows(rows))
     return EXIT_OK
 

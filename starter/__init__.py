@@ -26,6 +26,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from escalator.briefing import render_static_details
 from escalator.errors import EscalatorError, InvalidInput, describe_validation_error
 from escalator.models import (
     ActionResult,
@@ -117,6 +118,7 @@ class EscalatorClient:
                 # was resolved, is refused rather than creating a second case.
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 static_summary=case_summary(case),
+                static_details=render_static_details(case),
             )
         except WorkflowAlreadyStartedError:
             raise CaseExists(

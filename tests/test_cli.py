@@ -232,3 +232,24 @@ def test_taken_port_is_a_one_line_error(stack):
         f"escalator: port {stack.port} is already in use; choose another with --port "
         "(or stop what is using it)"
     )
+
+
+def test_queue_lists_unclaimed_cases_nearest_deadline_first(stack):
+    for case_id in ("q-1", "q-2", "q-3"):
+        assert start(stack, case_id).returncode == 0
+    assert stack.cli("claim", "q-3", "--user", "alice").returncode == 0
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        result = stack.cli("queue", "--json")
+        assert result.returncode == 0, result.stderr
+        rows = json.loads(result.stdout)
+        ids = [row["case_id"] for row in rows]
+        if {"q-1", "q-2"} <= set(ids):
+            break
+        time.sleep(0.5)
+    assert {"q-1", "q-2"} <= set(ids) and "q-3" not in ids
+    assert all(row["status"] == "open" for row in rows)
+    deadlines = [row["next_deadline"] for row in rows if row["next_deadline"]]
+    assert deadlines == sorted(deadlines)
+    human = stack.cli("queue", "--team", "no-such-team")
+    assert human.returncode == 0 and human.stdout.strip() == "no cases match"

@@ -28,7 +28,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from escalator import routing, rules, sla
+    from escalator import briefing, routing, rules, sla
     from escalator import search_attributes as search
     from escalator.models import (
         ActionResult,
@@ -503,6 +503,8 @@ class EscalationWorkflow:
         self._timeline.append(
             TimelineEvent(at=workflow.now(), kind=kind, detail=detail, actor=actor)
         )
+        # Every change is recorded here, so this keeps the Web UI's briefing current.
+        workflow.set_current_details(briefing.render_briefing(self.status()))
 
     def _outcome(self) -> CaseOutcome:
         def seconds_since_creation(moment) -> float | None:
