@@ -21,9 +21,9 @@ _MAX_LIST_ITEMS = 8
 def _md(text: str) -> str:
     """Case text is untrusted: keep it on one line and neutralise markdown/HTML."""
     flat = " ".join(str(text).split())
-    # Entities for HTML (a renderer may allow raw HTML), backslashes for markdown.
-    flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    for char in "\\`*_[]#|":
+    # CommonMark backslash escapes: `\\<img>` renders as text, never as a tag. (The
+    # Web UI shows HTML entities literally, so entities would garble the text.)
+    for char in "\\`*_[]#|<>&!":
         flat = flat.replace(char, "\\" + char)
     return flat
 
@@ -107,8 +107,9 @@ def _start_here(status: CaseStatus, assessment: AssessmentResult | None) -> list
     if escalation and escalation.note.suggested_next_step:
         steps.append(escalation.note.suggested_next_step)
     if status.state == "open":
-        steps.append(f"Claim the case: escalator claim {status.case_id} --user <you>")
+        # Plain words: the Web UI's markdown shows backticks and turns "--" into a dash.
+        steps.append(f"Claim the case (escalator claim {status.case_id})")
     if escalation and escalation.note.steps_taken:
         steps.append("Skip what was already tried (above); do not ask the customer to repeat it")
-    steps.append(f"Read the timeline: escalator status {status.case_id}")
+    steps.append(f"Read the timeline (escalator status {status.case_id})")
     return steps

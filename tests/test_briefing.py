@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 from support import DEFAULT_POLICY
@@ -44,7 +45,8 @@ def test_untrusted_text_cannot_inject_markdown_or_html():
         at=T0, author="eve", text="<img src=x onerror=alert(1)>\n# Heading [link](http://x)"
     )
     text = render_briefing(status(notes=(note,)))
-    assert "<img" not in text and "&lt;img" in text
+    assert re.search(r"(?<!\\)<", text) is None  # every < is escaped: text, never a tag
+    assert "\\<img" in text
     assert "\n# Heading" not in text and "\\[link\\]" in text
 
 
