@@ -100,3 +100,17 @@ async def test_ui_metadata_summary_details_and_live_briefing(escalator):
 
 async def _contains(ids_awaitable, wanted: set[str]) -> bool:
     return wanted <= await ids_awaitable
+
+
+async def test_readme_saved_view_queries_run(escalator):
+    """Every query in the README's saved-view table is valid on the dev server."""
+    import re
+    from pathlib import Path
+
+    readme = Path("README.md").read_text()
+    table = readme.split("| view | query |", 1)[1].split("\n\n", 1)[0]
+    queries = re.findall(r"^\| [^|]+ \| `([^`]+)`", table, flags=re.MULTILINE)
+    assert len(queries) >= 5
+    for query in queries:
+        async for _ in escalator.client.list_workflows(query, limit=1):
+            break  # a bad query raises before yielding anything
