@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from escalator.models import CaseInput, CaseStatus
 
-if TYPE_CHECKING:  # the assessment model arrives with the AI stage
+if TYPE_CHECKING:
     from escalator.assessment import AssessmentResult
 
 _MAX_LIST_ITEMS = 8
@@ -43,7 +43,8 @@ def render_static_details(case: CaseInput) -> str:
     )
 
 
-def render_briefing(status: CaseStatus, assessment: AssessmentResult | None = None) -> str:
+def render_briefing(status: CaseStatus) -> str:
+    assessment = status.assessment
     lines = [f"## Handoff briefing · case {_md(status.case_id)}", ""]
     owner = status.assignee or "unassigned"
     lines.append(

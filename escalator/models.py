@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from escalator.policy import EmailAddress, Policy, Severity
+
+if TYPE_CHECKING:
+    from escalator.assessment import AssessmentResult, Audience
 
 # Case ids become workflow ids (`case-<id>`) and appear in URLs and mail headers.
 CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
@@ -114,6 +117,13 @@ class AddNoteRequest(_Model):
     text: NoteText
 
 
+class DraftInput(_Model):
+    """Input of the `draft` update: re-word the saved assessment for an audience."""
+
+    actor: Actor
+    audience: Audience
+
+
 class ActionResult(_Model):
     """Answer to an update: what happened, and the case state afterwards."""
 
@@ -179,6 +189,9 @@ class CaseStatus(_Model):
     policy_name: str
     notes: tuple[CaseNote, ...]
     timeline: tuple[TimelineEvent, ...]
+    assessment: AssessmentResult | None = Field(
+        default=None, description="The latest AI assessment, once it has arrived."
+    )
 
 
 class CaseOutcome(_Model):
@@ -201,6 +214,9 @@ NotificationPurpose = Literal[
     "warning",  # warn_at of a running SLA has passed
     "sla_breach",  # the final tier missed its SLA; there is nowhere to escalate
     "customer_escalation",  # tell the customer who has the case now and when to expect an answer
+    "assessment",  # the AI assessment for the owning tier ("AI assessment for case 123")
+    "ai_recommendation",  # the AI-agent stage's recommendation, for that stage's recipients
+    "customer_recommendation",  # the same recommendation, worded for the customer
 ]
 
 
@@ -245,6 +261,7 @@ class Notification(_Model):
     )
     notes: tuple[CaseNote, ...] = ()
     deadline: Deadline | None = None
+    assessment: AssessmentResult | None = None
     occurred_at: datetime
 
 
@@ -253,3 +270,16 @@ class DeliveryReceipt(_Model):
     channel: Literal["email", "webhook"]
     accepted: tuple[str, ...] = ()
     detail: str = ""
+
+
+def _resolve_forward_references() -> None:
+    # escalator.assessment imports this module's case models, so it is imported
+    # last and the models that mention it are completed here.
+    from escalator.assessment import AssessmentResult, Audience
+
+    namespace = {"AssessmentResult": AssessmentResult, "Audience": Audience}
+    for model in (CaseStatus, Notification, DraftInput):
+        model.model_rebuild(_types_namespace=namespace)
+
+
+_resolve_forward_references()

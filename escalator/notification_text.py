@@ -86,8 +86,15 @@ def subject(notification: Notification) -> str:
     if notification.purpose == "customer_escalation":
         # Customers know their case id and title, not severities or tier numbers.
         return header_safe(f"Your case {case.case_id} has been escalated: {case.title}")
+    if notification.purpose == "customer_recommendation":
+        return header_safe(f"A recommendation for your case {case.case_id}: {case.title}")
     tier = notification.tier.label
-    if notification.purpose == "tier_entry":
+    if notification.purpose == "assessment":
+        event = f"AI assessment for case {case.case_id}"
+        return header_safe(f"{SUBJECT_PREFIX} {event} · {case.severity}: {case.title}")
+    if notification.purpose == "ai_recommendation":
+        event = f"AI recommendation at {tier}"
+    elif notification.purpose == "tier_entry":
         event = f"escalated to {tier}" if notification.from_tier else f"new case for {tier}"
     elif notification.purpose == "warning":
         event = f"SLA warning at {tier}"
@@ -124,6 +131,7 @@ class _Section:
 def _tier_sections(n: Notification) -> list[_Section]:
     return [
         _Section(None, _what_happened(n)),
+        *_assessment_sections(n),
         *_latest_escalation(n.escalations),
         _Section("What has been tried", _what_has_been_tried(n.escalations, n.notes)),
         _Section("Description (excerpt)", (n.case.description_excerpt or "(no description)",)),
@@ -148,6 +156,13 @@ def _what_happened(n: Notification) -> tuple[_Block, ...]:
         )
     elif n.purpose == "tier_entry":
         line = f"New {case.severity} case {case.case_id} for {where}."
+    elif n.purpose == "assessment":
+        line = f"The AI assessment for case {case.case_id} at {where} is ready."
+    elif n.purpose == "ai_recommendation":
+        line = (
+            f"Case {case.case_id} reached {where}, the automated stage. Its recommendation is "
+            "below and was also sent to the customer. A person still resolves the case."
+        )
     elif n.purpose == "warning":
         line = (
             f"SLA warning: case {case.case_id} at {where} has used most of its SLA. "
@@ -167,6 +182,45 @@ def _what_happened(n: Notification) -> tuple[_Block, ...]:
     if case.customer_name:
         facts.append(_Field("Customer", case.customer_name))
     return tuple(facts)
+
+
+def _source_label(assessment) -> str:
+    if assessment.source == "offline":
+        return "offline heuristic: extracted from the case, no model was used"
+    return f"model {assessment.model}"
+
+
+def _assessment_sections(n: Notification) -> list[_Section]:
+    if n.purpose not in {"assessment", "ai_recommendation"} or n.assessment is None:
+        return []
+    a = n.assessment
+    blocks: list[_Block] = [
+        a.summary,
+        _Field("Confidence", f"{a.confidence} ({_source_label(a)})"),
+        _Field("Likely cause", a.likely_cause),
+    ]
+    if a.what_we_know:
+        blocks += ["What we know:", _Bullets(tuple(a.what_we_know))]
+    steps = tuple(f"{i}. {step}" for i, step in enumerate(a.suggested_steps, 1))
+    blocks += ["Start here:", _Bullets(steps)]
+    return [_Section("AI assessment", tuple(blocks))]
+
+
+def _customer_recommendation_sections(n: Notification) -> list[_Section]:
+    greeting = f"Hello {n.case.customer_name}," if n.case.customer_name else "Hello,"
+    blocks: list[_Block] = [
+        greeting,
+        f"While our team works on your case {n.case.case_id} ({n.case.title}), here is an "
+        "automated recommendation based on what we know so far.",
+    ]
+    if n.assessment is not None:
+        blocks += [n.assessment.summary, "Suggested next steps:"]
+        blocks.append(_Bullets(tuple(n.assessment.suggested_steps)))
+    blocks.append(
+        "This recommendation was generated automatically. A person from our team will "
+        "follow up and confirm before your case is closed."
+    )
+    return [_Section(None, tuple(blocks))]
 
 
 def _tier_with_team(tier: TierRef) -> str:
@@ -339,7 +393,12 @@ def render_email(notification: Notification, *, mail_from: str) -> EmailMessage:
     if n.channel:
         message["X-Escalator-Channel"] = header_safe(n.channel)
 
-    sections = _customer_sections(n) if n.purpose == "customer_escalation" else _tier_sections(n)
+    if n.purpose == "customer_escalation":
+        sections = _customer_sections(n)
+    elif n.purpose == "customer_recommendation":
+        sections = _customer_recommendation_sections(n)
+    else:
+        sections = _tier_sections(n)
     message.set_content(_render_text(sections), subtype="plain", charset="utf-8")
     message.add_alternative(_render_html(sections, title), subtype="html", charset="utf-8")
     return message
@@ -378,6 +437,7 @@ def webhook_payload(notification: Notification) -> dict[str, Any]:
         "from_tier": _tier_json(n.from_tier) if n.from_tier else None,
         "deadline": _deadline_json(n.deadline) if n.deadline else None,
         "latest_escalation": _escalation_json(latest) if latest else None,
+        "assessment": n.assessment.model_dump(mode="json") if n.assessment else None,
         "occurred_at": _utc_iso(n.occurred_at, timespec="auto"),
     }
 

@@ -7,6 +7,14 @@ from datetime import timedelta
 
 from temporalio import activity
 
+from escalator.assessment import (
+    AssessmentRequest,
+    AssessmentResult,
+    Draft,
+    DraftRequest,
+    offline_assessment,
+    offline_draft,
+)
 from escalator.models import Actor, DeliveryReceipt, Notification
 from escalator.policy import Policy
 from escalator.policy_files import load_policy
@@ -26,8 +34,12 @@ class RecordingNotifier:
     """Stand-in notification activities for workflow-logic tests: they record
     what the workflow asked to send and succeed at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, assessor=None) -> None:
         self.sent: list[Notification] = []
+        self.assessments: list[AssessmentRequest] = []
+        self.drafts: list[DraftRequest] = []
+        # The real offline assessor by default: deterministic, and no network.
+        self.assessor = assessor or offline_assessment
 
     @property
     def activities(self):
@@ -48,7 +60,20 @@ class RecordingNotifier:
                 message_id=notification.message_id, channel="webhook", detail="recorded"
             )
 
-        return [send_email, post_webhook]
+        @activity.defn(name="assess_case")
+        async def assess_case(request: AssessmentRequest) -> AssessmentResult:
+            self.assessments.append(request)
+            result = self.assessor(request)
+            if isinstance(result, Exception):
+                raise result
+            return result
+
+        @activity.defn(name="draft_for_audience")
+        async def draft_for_audience(request: DraftRequest) -> Draft:
+            self.drafts.append(request)
+            return offline_draft(request)
+
+        return [send_email, post_webhook, assess_case, draft_for_audience]
 
     def purposes(self, case_id: str | None = None) -> list[tuple[str, int]]:
         return [

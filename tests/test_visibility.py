@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import pytest_asyncio
 from support import RecordingNotifier, actor, eventually, seconds_policy, unique_queue
@@ -13,6 +16,7 @@ from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
 pytestmark = pytest.mark.integration
+README = Path("README.md").read_text(encoding="utf-8")
 NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"],
         "suggested_next_step": "check the certificate cache"}  # fmt: skip
 
@@ -104,11 +108,7 @@ async def _contains(ids_awaitable, wanted: set[str]) -> bool:
 
 async def test_readme_saved_view_queries_run(escalator):
     """Every query in the README's saved-view table is valid on the dev server."""
-    import re
-    from pathlib import Path
-
-    readme = Path("README.md").read_text()
-    table = readme.split("| view | query |", 1)[1].split("\n\n", 1)[0]
+    table = README.split("| view | query |", 1)[1].split("\n\n", 1)[0]
     queries = re.findall(r"^\| [^|]+ \| `([^`]+)`", table, flags=re.MULTILINE)
     assert len(queries) >= 5
     for query in queries:

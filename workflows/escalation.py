@@ -28,6 +28,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from escalator import assessment as ai
     from escalator import briefing, routing, rules, sla
     from escalator import search_attributes as search
     from escalator.models import (
@@ -43,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
         ClaimRequest,
         Deadline,
         DeliveryReceipt,
+        DraftInput,
         EscalateRequest,
         Escalation,
         EscalationNote,
@@ -68,6 +70,17 @@ DELIVERY_RETRY = RetryPolicy(
 )
 DELIVERY_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 DELIVERY_GIVE_UP_AFTER = timedelta(hours=24)
+
+# The assessment is one model call per escalation. It retries on its own and gives
+# up after ASSESSMENT_GIVE_UP_AFTER; nothing in the case ever waits for it.
+ASSESSMENT_RETRY = RetryPolicy(
+    initial_interval=ai.ASSESSMENT_RETRY_INITIAL_INTERVAL,
+    backoff_coefficient=2.0,
+    maximum_interval=ai.ASSESSMENT_RETRY_MAX_INTERVAL,
+    non_retryable_error_types=ai.ASSESSMENT_NON_RETRYABLE_ERRORS,
+)
+DRAFT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
+DRAFT_GIVE_UP_AFTER = timedelta(minutes=2)
 
 DESCRIPTION_EXCERPT_CHARS = 2000
 _UNSET = object()
@@ -107,6 +120,8 @@ class EscalationWorkflow:
         self._notifications_sent = 0  # numbers Message-IDs deterministically
         self._deliveries_in_flight = 0
         self._published: dict[str, object] = {}  # search attributes as last upserted
+        self._assessment: ai.AssessmentResult | None = None
+        self._assessment_task: asyncio.Task | None = None  # at most one in flight
 
     # -- the case's life ----------------------------------------------------------
 
@@ -121,6 +136,9 @@ class EscalationWorkflow:
             self._publish_search_attributes()
             await self._wait_for_next_deadline_or_change()
         self._publish_search_attributes()
+        # An assessment still running is moot once the case is resolved.
+        if self._assessment_task is not None and not self._assessment_task.done():
+            self._assessment_task.cancel()
 
         # Nothing is lost: mail queued before the resolve still goes out, and any
         # message being handled finishes before the workflow closes.
@@ -185,6 +203,97 @@ class EscalationWorkflow:
         self._record("escalated", f"{source.label} → {target.label}: {note.reason}", actor=by)
         self._notify_tier("tier_entry", from_tier=source)
         self._notify_customer()
+        self._start_assessment()
+
+    # -- the AI assessment -------------------------------------------------------
+    # One structured model call per escalation, in the background. The escalation
+    # mail above has already been started; the assessment follows when it is ready,
+    # or the timeline says it is unavailable. A newer escalation supersedes it.
+
+    def _start_assessment(self) -> None:
+        if self._assessment_task is not None and not self._assessment_task.done():
+            self._assessment_task.cancel()
+        tier = self._tier
+        case = self._case
+        request = ai.AssessmentRequest(
+            case_id=case.case_id,
+            title=case.title,
+            description=case.description,
+            severity=case.severity,
+            account=case.account,
+            data=case.data,
+            customer_name=case.customer.name if case.customer else None,
+            notes=tuple(self._notes),
+            escalations=tuple(self._escalations),
+            tier=_tier_ref(tier),
+            tier_capabilities=tier.capabilities,
+            purpose="ai_stage" if tier.kind == "ai" else "escalation",
+        )
+        self._assessment_task = asyncio.create_task(self._assess(request))
+
+    async def _assess(self, request: ai.AssessmentRequest) -> None:
+        try:
+            result = await workflow.execute_activity(
+                ai.ASSESS_CASE,
+                request,
+                result_type=ai.AssessmentResult,
+                start_to_close_timeout=ai.ASSESSMENT_ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=ai.ASSESSMENT_GIVE_UP_AFTER,
+                retry_policy=ASSESSMENT_RETRY,
+                summary=f"AI assessment for {request.tier.label}",
+            )
+        except ActivityError as error:
+            cause = error.cause.message if error.cause else str(error)
+            self._record("assessment_unavailable", f"assessment unavailable: {cause}")
+            return
+        self._assessment = result
+        origin = "offline heuristic" if result.source == "offline" else result.model
+        self._record(
+            "assessment",
+            f"{result.confidence}-confidence assessment ({origin}): "
+            f"{_shorten(result.summary, 200)}",
+        )
+        if request.purpose == "ai_stage":
+            # At the AI-agent stage the assessment is the automated recommendation,
+            # for the stage's recipients and the customer; a human still resolves.
+            self._notify_tier("ai_recommendation")
+            self._notify_customer("customer_recommendation")
+        else:
+            self._notify_tier("assessment")
+
+    @workflow.update
+    async def draft(self, request: DraftInput) -> ai.Draft:
+        """Re-word the saved assessment for an audience. It never reassesses: one
+        small model call, or the offline template if that call is not possible."""
+        assert self._assessment is not None  # the validator guarantees it
+        draft_request = ai.DraftRequest(
+            case_id=self._case.case_id,
+            title=self._case.title,
+            audience=request.audience,
+            assessment=self._assessment,
+            customer_name=self._case.customer.name if self._case.customer else None,
+            internal_terms=tuple(t.team for t in self._policy.tiers),
+        )
+        try:
+            return await workflow.execute_activity(
+                ai.DRAFT_FOR_AUDIENCE,
+                draft_request,
+                result_type=ai.Draft,
+                start_to_close_timeout=DRAFT_ATTEMPT_TIMEOUT,
+                schedule_to_close_timeout=DRAFT_GIVE_UP_AFTER,
+                retry_policy=ASSESSMENT_RETRY,
+                summary=f"draft {request.audience}",
+            )
+        except ActivityError:
+            return ai.offline_draft(draft_request)  # labelled source="offline"
+
+    @draft.validator
+    def _validate_draft(self, request: DraftInput) -> None:
+        # Reading is allowed to viewers, but never across accounts.
+        if request.actor.account != self._case.account:
+            self._reject_if(f"{request.actor.user} belongs to another account than this case")
+        if self._assessment is None:
+            self._reject_if("no AI assessment yet; drafts are derived from a saved assessment")
 
     # -- messages -----------------------------------------------------------------
     # Each action is a signal (fire-and-forget) and an update (answers the caller).
@@ -262,6 +371,7 @@ class EscalationWorkflow:
             policy_name=self._policy.name,
             notes=tuple(self._notes),
             timeline=tuple(self._timeline),
+            assessment=self._assessment,
         )
 
     @workflow.query
@@ -383,19 +493,19 @@ class EscalationWorkflow:
         if tier.webhook:
             self._deliver(POST_WEBHOOK, notification, summary=f"{summary} webhook ({purpose})")
 
-    def _notify_customer(self) -> None:
+    def _notify_customer(self, purpose: NotificationPurpose = "customer_escalation") -> None:
         customer = self._case.customer
         if customer is None or customer.email is None:
             return
         notification = self._notification(
-            "customer_escalation",
+            purpose,
             recipients=(customer.email,),
             webhook=None,
             from_tier=None,
             deadline=self._breach_deadline(),
             channel=None,
         )
-        self._deliver(SEND_EMAIL, notification, summary="tell the customer (escalation)")
+        self._deliver(SEND_EMAIL, notification, summary=f"tell the customer ({purpose})")
 
     def _notification(self, purpose: NotificationPurpose, **fields) -> Notification:
         self._notifications_sent += 1
@@ -418,6 +528,7 @@ class EscalationWorkflow:
             from_tier=_tier_ref(from_tier) if from_tier else None,
             escalations=tuple(self._escalations),
             notes=tuple(self._notes),
+            assessment=self._assessment,
             occurred_at=workflow.now(),
             **fields,
         )

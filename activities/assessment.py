@@ -1,0 +1,316 @@
+"""AI activities: `assess_case` and `draft_for_audience`, one Messages API call each.
+
+Temporal owns the retries (see ASSESSMENT_* in escalator/assessment.py), so the SDK's
+own retries are off (`max_retries=0`) and its timeout is short: one attempt is one
+HTTP request, and every failure is classified here:
+
+  - `AssessmentRejected` (non-retryable): the API refuses this request and will refuse
+    it again (400, 401, 403, 404 and other 4xx): a bad key, no access to the model, a
+    request it cannot take.
+  - `AssessmentUnavailable` (retryable, benign): 429, 408, 409, 5xx/529, timeouts and
+    connection failures. A 429's Retry-After becomes the next retry delay (capped).
+  - `MalformedAssessment` / `MalformedDraft` (retryable): the model answered, but not
+    with a valid tool call or any text; another sample usually does.
+
+With no `ANTHROPIC_API_KEY`, both activities answer offline from templates, so a
+worker without a key still gives every tier a (clearly labelled) assessment.
+
+The API key is never logged and never appears in an error message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import anthropic
+from pydantic import ValidationError
+from temporalio import activity
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+
+from escalator.assessment import (
+    ASSESS_CASE,
+    ASSESSMENT_TOOL,
+    ASSESSMENT_TOOL_CHOICE,
+    DRAFT_FOR_AUDIENCE,
+    TOOL_NAME,
+    Assessment,
+    AssessmentRequest,
+    AssessmentResult,
+    Draft,
+    DraftRequest,
+    build_draft_messages,
+    build_messages,
+    email_frame,
+    offline_assessment,
+    offline_draft,
+    redact_terms,
+)
+
+REJECTED = "AssessmentRejected"
+UNAVAILABLE = "AssessmentUnavailable"
+MALFORMED = "MalformedAssessment"
+MALFORMED_DRAFT = "MalformedDraft"
+CONFIG = "AssessmentConfigError"
+
+# The newest Sonnet the installed SDK knows; claude-sonnet-4-5 is past deprecation
+# (the SDK warns: end of life 2026-11-30). ESCALATOR_AI_MODEL overrides.
+DEFAULT_MODEL = "claude-sonnet-5-5"
+# Per attempt, below ASSESSMENT_ATTEMPT_TIMEOUT (90 s), so a slow API fails here with a
+# clear message instead of as an anonymous activity timeout. ESCALATOR_AI_TIMEOUT overrides.
+DEFAULT_TIMEOUT_SECONDS = 60.0
+CONNECT_TIMEOUT_SECONDS = 5.0
+ASSESSMENT_MAX_TOKENS = 1500
+DRAFT_MAX_TOKENS = 600
+DRAFT_MAX_CHARS = 4000
+# A 429's Retry-After is honoured, but within the 5-minute give-up window.
+MAX_RETRY_AFTER = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class _AiSettings:
+    api_key: str
+    base_url: str | None
+    model: str
+    timeout: float
+
+    def __repr__(self) -> str:  # the dataclass default would print the key
+        return f"_AiSettings(model={self.model!r}, timeout={self.timeout})"
+
+
+def _settings(what: str) -> _AiSettings | None:
+    """Read at call time, so a worker restart (or a test) picks up new values.
+    None means "no key configured": answer offline."""
+    api_key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
+    if not api_key:
+        return None
+    raw_timeout = os.environ.get("ESCALATOR_AI_TIMEOUT", "").strip()
+    try:
+        timeout = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT_SECONDS
+        if timeout <= 0:
+            raise ValueError
+    except ValueError:
+        # A worker misconfiguration, not the case's fault: stay retryable so the call
+        # goes through once the worker restarts with a fixed environment.
+        raise ApplicationError(
+            f"{what}: ESCALATOR_AI_TIMEOUT={raw_timeout!r} is not a positive number of seconds",
+            type=CONFIG,
+        ) from None
+    return _AiSettings(
+        api_key=api_key,
+        base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
+        model=os.environ.get("ESCALATOR_AI_MODEL", "").strip() or DEFAULT_MODEL,
+        timeout=timeout,
+    )
+
+
+# -- assess_case -----------------------------------------------------------------------
+
+
+@activity.defn(name=ASSESS_CASE)
+async def assess_case(request: AssessmentRequest) -> AssessmentResult:
+    what = f"assessment of case {request.case_id}"
+    settings = _settings(what)
+    if settings is None:
+        activity.logger.info("%s: no ANTHROPIC_API_KEY, used the offline assessor", what)
+        return offline_assessment(request).model_copy(update={"generated_at": _now()})
+
+    system, messages, truncated = build_messages(request)
+    response = await _create_message(
+        settings,
+        what,
+        max_tokens=ASSESSMENT_MAX_TOKENS,
+        system=system,
+        messages=messages,
+        tools=[ASSESSMENT_TOOL],
+        tool_choice=ASSESSMENT_TOOL_CHOICE,
+    )
+    assessment = _parse_assessment(response, what)
+    activity.logger.info(
+        "%s by %s: confidence %s%s%s",
+        what,
+        response.model,
+        assessment.confidence,
+        _usage(response),
+        ", from a shortened case record" if truncated else "",
+    )
+    return AssessmentResult(
+        **assessment.model_dump(),
+        source="model",
+        model=response.model,
+        generated_at=_now(),
+        input_truncated=truncated,
+    )
+
+
+def _parse_assessment(response, what: str) -> Assessment:
+    call = next((b for b in response.content if b.type == "tool_use" and b.name == TOOL_NAME), None)
+    if call is None:
+        raise _malformed(
+            MALFORMED,
+            f"{what}: the model answered without calling {TOOL_NAME} "
+            f"(stop_reason {response.stop_reason})",
+        )
+    try:
+        return Assessment.model_validate(call.input)
+    except ValidationError as error:
+        # Locations and messages only: the input values echo case text.
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'input'}: {e['msg']}" for e in error.errors()[:3]
+        )
+        raise _malformed(
+            MALFORMED,
+            f"{what}: the {TOOL_NAME} call is invalid ({error.error_count()} problems): {problems}",
+        ) from None
+
+
+# -- draft_for_audience ----------------------------------------------------------------
+
+
+@activity.defn(name=DRAFT_FOR_AUDIENCE)
+async def draft_for_audience(request: DraftRequest) -> Draft:
+    what = f"{request.audience} draft for case {request.case_id}"
+    settings = _settings(what)
+    if settings is None:
+        activity.logger.info("%s: no ANTHROPIC_API_KEY, used the offline templates", what)
+        return offline_draft(request)
+
+    system, messages = build_draft_messages(request)
+    response = await _create_message(
+        settings, what, max_tokens=DRAFT_MAX_TOKENS, system=system, messages=messages
+    )
+    text = "\n".join(b.text for b in response.content if b.type == "text").strip()
+    if not text:
+        raise _malformed(
+            MALFORMED_DRAFT,
+            f"{what}: the model answered with no text (stop_reason {response.stop_reason})",
+        )
+    text = text[:DRAFT_MAX_CHARS]
+    if request.audience != "ticket_notes":
+        # The prompt asks for no internal names; this makes sure of it.
+        text = redact_terms(text, request.internal_terms)
+    if request.audience == "email_draft":
+        # The model wrote the body only: the customer's name never left the worker.
+        text = email_frame(text, request.customer_name)
+    activity.logger.info("%s by %s%s", what, response.model, _usage(response))
+    return Draft(audience=request.audience, text=text, source="model", model=response.model)
+
+
+# -- the one API call and its failures ---------------------------------------------------
+
+
+async def _create_message(settings: _AiSettings, what: str, **params):
+    """Exactly one HTTP request: `max_retries=0`, the client closed on the way out."""
+    timeout = anthropic.Timeout(
+        settings.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, settings.timeout)
+    )
+    try:
+        async with anthropic.AsyncAnthropic(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            max_retries=0,
+            timeout=timeout,
+        ) as client:
+            return await client.messages.create(model=settings.model, **params)
+    except anthropic.APIStatusError as error:
+        raise _status_error(what, error, settings) from None
+    except anthropic.APITimeoutError:
+        raise _unavailable(
+            f"{what}: no answer from the Anthropic API within {settings.timeout:g} s", settings
+        ) from None
+    except anthropic.APIConnectionError as error:
+        cause = type(error.__cause__).__name__ if error.__cause__ else "connection error"
+        raise _unavailable(
+            f"{what}: could not reach the Anthropic API ({cause})", settings
+        ) from None
+    except anthropic.APIError as error:
+        # e.g. a response the SDK could not read: likely a proxy or a blip.
+        raise _unavailable(
+            f"{what}: unusable answer from the Anthropic API: {type(error).__name__}", settings
+        ) from None
+
+
+def _status_error(what: str, error: anthropic.APIStatusError, settings: _AiSettings):
+    status = error.status_code
+    kind, message = _error_body(error.body)
+    detail = f"{what}: Anthropic API answered {status}"
+    if kind:
+        detail += f" {kind}"
+    if message:
+        detail += f": {message}"
+    # The same statuses the SDK itself would retry; everything else is this request's fault.
+    if status == 429:
+        return _unavailable(detail, settings, retry_after=_retry_after(error.response.headers))
+    if status in (408, 409) or status >= 500:
+        return _unavailable(detail, settings)
+    activity.logger.error("%s (not retried)", _redact(detail, settings))
+    return ApplicationError(_redact(detail, settings), type=REJECTED, non_retryable=True)
+
+
+def _error_body(body: object) -> tuple[str | None, str | None]:
+    """`(error.type, error.message)` from the API's error JSON, if it has that shape."""
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        return None, None
+    kind = error.get("type") if isinstance(error.get("type"), str) else None
+    message = error.get("message") if isinstance(error.get("message"), str) else None
+    return kind, _one_line(message)[:300] if message else None
+
+
+def _retry_after(headers) -> timedelta | None:
+    # `retry-after-ms` is Anthropic's precise variant; `retry-after` is in seconds.
+    for name, unit in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            seconds = float(headers.get(name, "")) * unit
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return min(timedelta(seconds=seconds), MAX_RETRY_AFTER)
+    return None
+
+
+def _unavailable(
+    message: str, settings: _AiSettings, *, retry_after: timedelta | None = None
+) -> ApplicationError:
+    # Expected during outages and rate limits: one warning line per attempt, and
+    # BENIGN so the SDK does not log a traceback for each one.
+    message = _redact(message, settings)
+    activity.logger.warning("attempt %d failed, will retry: %s", activity.info().attempt, message)
+    return ApplicationError(
+        message,
+        type=UNAVAILABLE,
+        next_retry_delay=retry_after,
+        category=ApplicationErrorCategory.BENIGN,
+    )
+
+
+def _malformed(kind: str, message: str) -> ApplicationError:
+    activity.logger.warning("attempt %d failed, will retry: %s", activity.info().attempt, message)
+    return ApplicationError(message, type=kind)
+
+
+def _redact(text: str, settings: _AiSettings) -> str:
+    # Belt and braces: nothing formats the key, but API messages are not ours to vouch
+    # for. Real keys are long; a toy key such as "k" would only garble the message.
+    if len(settings.api_key) < 8:
+        return text
+    return text.replace(settings.api_key, "***")
+
+
+def _usage(response) -> str:
+    usage = getattr(response, "usage", None)
+    if usage is None:
+        return ""
+    return f" ({usage.input_tokens} input / {usage.output_tokens} output tokens)"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
+
+
+ALL_AI_ACTIVITIES = [assess_case, draft_for_audience]
