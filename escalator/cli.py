@@ -33,6 +33,7 @@ examples:
   escalator note 123 --user alice --text "customer sent logs"
   escalator resolve 123 --user bob --role engineer --summary "cleared cert cache"
   escalator list --status open --json
+  escalator draft 123 --audience client_update   # re-word the saved AI assessment
   escalator queue --team support-specialists     # unclaimed, nearest deadline first
 
 exit codes: 0 ok, 1 refused by the case, 2 invalid input or unknown case,
@@ -120,6 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     note = acting("note", "add a note to a case", 'escalator note 123 --user alice --text "..."')
     note.add_argument("--text", required=True)
 
+    draft = command(
+        "draft",
+        "re-word the case's saved AI assessment for an audience",
+        "escalator draft 123 --audience client_update",
+    )
+    draft.add_argument("case_id")
+    draft.add_argument(
+        "--audience", required=True, choices=["ticket_notes", "client_update", "email_draft"]
+    )
+    draft.add_argument("--user", default=os.environ.get("USER") or "cli")
+    draft.add_argument("--role", default="viewer", help="reading is enough (default viewer)")
+    draft.add_argument("--account", default="default")
+    draft.add_argument("--json", action="store_true", help="print JSON")
+
     status = command("status", "show a case", "escalator status 123 --json")
     status.add_argument("case_id")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -195,6 +210,20 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command in {"list", "queue"}:
         return await _list(args)
+    if args.command == "draft":
+        from escalator.models import Actor
+
+        actor = _validated_flags(
+            Actor, {"user": args.user, "role": args.role, "account": args.account}
+        )
+        escalator = await _connect(args)
+        draft = await escalator.draft(args.case_id, actor, args.audience)
+        if args.json:
+            print(draft.model_dump_json(indent=2))
+        else:
+            label = "offline template" if draft.source == "offline" else draft.model
+            print(f"# {draft.audience} for case {args.case_id} ({label})\n\n{draft.text}")
+        return EXIT_OK
     raise InvalidInput(f"unknown command {args.command}")
 
 

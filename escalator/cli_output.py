@@ -41,6 +41,14 @@ def render_status(status: CaseStatus, now: datetime | None = None) -> str:
         lines.append(f"  escalated   by {status.last_escalation.by}: {note.reason}")
         for step in note.steps_taken:
             lines.append(f"              tried: {step}")
+    if status.assessment:
+        a = status.assessment
+        source = "offline heuristic" if a.source == "offline" else a.model
+        lines.append(f"  assessment  {a.confidence} confidence ({source})")
+        lines.append(f"              {a.summary[:300]}")
+        lines.append(f"              likely cause: {a.likely_cause[:200]}")
+        for number, step in enumerate(a.suggested_steps, 1):
+            lines.append(f"              {number}. {step[:200]}")
     lines.append("  timeline")
     for event in status.timeline:
         who = f" [{event.actor}]" if event.actor else ""

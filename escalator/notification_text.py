@@ -25,6 +25,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
+from escalator.assessment import DraftRequest, offline_draft
 from escalator.models import (
     CaseNote,
     Deadline,
@@ -214,8 +215,18 @@ def _customer_recommendation_sections(n: Notification) -> list[_Section]:
         "automated recommendation based on what we know so far.",
     ]
     if n.assessment is not None:
-        blocks += [n.assessment.summary, "Suggested next steps:"]
-        blocks.append(_Bullets(tuple(n.assessment.suggested_steps)))
+        # The assessment is written for engineers; the customer gets the client-update
+        # wording of it (a tone shift of the same saved content, never new facts).
+        update = offline_draft(
+            DraftRequest(
+                case_id=n.case.case_id,
+                title=n.case.title,
+                audience="client_update",
+                assessment=n.assessment,
+                customer_name=n.case.customer_name,
+            )
+        )
+        blocks.append(update.text)
     blocks.append(
         "This recommendation was generated automatically. A person from our team will "
         "follow up and confirm before your case is closed."

@@ -26,6 +26,7 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from escalator.assessment import Draft
 from escalator.briefing import render_static_details
 from escalator.errors import EscalatorError, InvalidInput, describe_validation_error
 from escalator.models import (
@@ -36,6 +37,7 @@ from escalator.models import (
     CaseOutcome,
     CaseStatus,
     ClaimRequest,
+    DraftInput,
     EscalateRequest,
     EscalationNote,
     ResolveRequest,
@@ -169,6 +171,18 @@ class EscalatorClient:
             if isinstance(cause, ApplicationError) and cause.type == "ActionRefused":
                 raise ActionRefused(cause.message) from None
             raise ActionRefused(f"rejected: {cause or error}") from None
+        except RPCError as error:
+            raise await self._explain(case_id, error) from None
+
+    async def draft(self, case_id: str, actor: Actor | Mapping, audience: str) -> Draft:
+        """The saved AI assessment re-worded for `audience` (never a new assessment)."""
+        request = _validated(DraftInput, {"actor": actor, "audience": audience}, "draft")
+        handle = self._handle(case_id)
+        try:
+            return await handle.execute_update(EscalationWorkflow.draft, request, result_type=Draft)
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            raise ActionRefused(getattr(cause, "message", None) or str(error)) from None
         except RPCError as error:
             raise await self._explain(case_id, error) from None
 

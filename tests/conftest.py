@@ -10,15 +10,21 @@ import pytest_asyncio
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
 from escalator.binaries import find_binary
 from escalator.search_attributes import ALL_KEYS, indexed_types
+from starter import EscalatorClient
+from workflows.escalation import EscalationWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tests read policies and start worker.py by relative path.
 os.chdir(ROOT)
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
+
+from anthropic_standin import anthropic_standin  # noqa: E402, F401 (fixture)
+from support import Desk, RecordingNotifier, unique_queue  # noqa: E402
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -49,3 +55,19 @@ async def dev_env():
     )
     yield env
     await env.shutdown()
+
+
+@pytest_asyncio.fixture
+async def desk(ts_env: WorkflowEnvironment):
+    """A worker on its own task queue with recording activities, and a client."""
+    notifier = RecordingNotifier()
+    queue = unique_queue()
+    async with Worker(
+        ts_env.client,
+        task_queue=queue,
+        workflows=[EscalationWorkflow],
+        activities=notifier.activities,
+    ):
+        desk = Desk(ts_env, EscalatorClient(ts_env.client, queue), notifier)
+        yield desk
+        await desk.close_open_cases()

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from temporalio import activity
+from temporalio.service import RPCError
+from temporalio.testing import WorkflowEnvironment
 
 from escalator.assessment import (
     AssessmentRequest,
@@ -15,9 +19,18 @@ from escalator.assessment import (
     offline_assessment,
     offline_draft,
 )
-from escalator.models import Actor, DeliveryReceipt, Notification
+from escalator.models import (
+    Actor,
+    CaseInput,
+    CaseStatus,
+    DeliveryReceipt,
+    Notification,
+    ResolveRequest,
+)
 from escalator.policy import Policy
 from escalator.policy_files import load_policy
+from starter import EscalatorClient
+from workflows.escalation import EscalationWorkflow
 
 DEFAULT_POLICY = load_policy("policies/default.yaml")
 
@@ -231,3 +244,45 @@ class WorkerProcess:
             _, err = self.process.communicate()
         self.process = None
         return err
+
+
+@dataclass
+class Desk:
+    env: WorkflowEnvironment
+    escalator: EscalatorClient
+    notifier: RecordingNotifier
+    started: list[str] = field(default_factory=list)
+
+    async def start(self, case_id: str, policy: Policy = DEFAULT_POLICY, **fields) -> None:
+        case = {"case_id": case_id, "title": f"case {case_id}", "policy": policy, **fields}
+        await self.start_case(CaseInput.model_validate(case))
+
+    async def start_case(self, case: CaseInput) -> None:
+        self.started.append(await self.escalator.start_case(case))
+
+    async def close_open_cases(self) -> None:
+        # A case left running after its worker stops holds tasks that no one polls,
+        # and the time-skipping server then refuses to skip time for later tests.
+        # Terminating mid-task leaks its time-skipping lock too, so cases are closed
+        # the normal way: an admin resolves them and we wait for the outcome.
+        # Likewise an activity cancelled by the resolve (an assessment still running)
+        # leaks one, so first let every escalation's assessment land.
+        closer = ResolveRequest(actor=actor("teardown", role="admin"), summary="test end")
+        for workflow_id in self.started:
+            handle = self.env.client.get_workflow_handle(workflow_id)
+            with contextlib.suppress(RPCError):  # already closed
+                await eventually(lambda h=handle: _assessments_landed(h))
+                await handle.signal(EscalationWorkflow.resolve, closer)
+            await handle.result()
+
+    async def status(self, case_id: str) -> CaseStatus:
+        return await self.escalator.status(case_id)
+
+    async def after(self, duration: timedelta) -> None:
+        await self.env.sleep(duration)
+
+
+async def _assessments_landed(handle) -> bool:
+    status = await handle.query(EscalationWorkflow.status)
+    landed = sum(e.kind in {"assessment", "assessment_unavailable"} for e in status.timeline)
+    return status.state == "resolved" or landed >= status.escalations

@@ -7,78 +7,25 @@ covered by test_notification_activities.py and the dev-server integration test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
-import pytest_asyncio
-from support import DEFAULT_POLICY, HOUR, RecordingNotifier, actor, eventually, unique_queue
+from support import DEFAULT_POLICY, HOUR, Desk, actor, eventually
 from temporalio.client import (
     WorkflowHistory,
     WorkflowUpdateFailedError,
 )
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.service import RPCError
-from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Replayer, Worker
+from temporalio.worker import Replayer
 
 from escalator.errors import InvalidInput
-from escalator.models import CaseInput, CaseStatus, ResolveRequest
+from escalator.models import CaseInput, CaseStatus
 from escalator.policy import Policy
 from examples.veterans_benefits import benefits_case
-from starter import ActionRefused, EscalatorClient
+from starter import ActionRefused
 from workflows.escalation import EscalationWorkflow
 
 NOTE = {"reason": "needs backend access", "steps_taken": ["re-uploaded cert", "checked runbook"]}
-
-
-@dataclass
-class Desk:
-    env: WorkflowEnvironment
-    escalator: EscalatorClient
-    notifier: RecordingNotifier
-    started: list[str] = field(default_factory=list)
-
-    async def start(self, case_id: str, policy: Policy = DEFAULT_POLICY, **fields) -> None:
-        case = {"case_id": case_id, "title": f"case {case_id}", "policy": policy, **fields}
-        await self.start_case(CaseInput.model_validate(case))
-
-    async def start_case(self, case: CaseInput) -> None:
-        self.started.append(await self.escalator.start_case(case))
-
-    async def close_open_cases(self) -> None:
-        # A case left running after its worker stops holds tasks that no one polls,
-        # and the time-skipping server then refuses to skip time for later tests.
-        # Terminating mid-task leaks its time-skipping lock too, so cases are closed
-        # the normal way: an admin resolves them and we wait for the outcome.
-        closer = ResolveRequest(actor=actor("teardown", role="admin"), summary="test end")
-        for workflow_id in self.started:
-            handle = self.env.client.get_workflow_handle(workflow_id)
-            with contextlib.suppress(RPCError):  # already closed
-                await handle.signal(EscalationWorkflow.resolve, closer)
-            await handle.result()
-
-    async def status(self, case_id: str) -> CaseStatus:
-        return await self.escalator.status(case_id)
-
-    async def after(self, duration: timedelta) -> None:
-        await self.env.sleep(duration)
-
-
-@pytest_asyncio.fixture
-async def desk(ts_env: WorkflowEnvironment):
-    notifier = RecordingNotifier()
-    queue = unique_queue()
-    async with Worker(
-        ts_env.client,
-        task_queue=queue,
-        workflows=[EscalationWorkflow],
-        activities=notifier.activities,
-    ):
-        desk = Desk(ts_env, EscalatorClient(ts_env.client, queue), notifier)
-        yield desk
-        await desk.close_open_cases()
 
 
 def elapsed_hours(status: CaseStatus, kind: str) -> list[float]:

@@ -245,7 +245,9 @@ class EscalationWorkflow:
         except ActivityError as error:
             cause = error.cause.message if error.cause else str(error)
             self._record("assessment_unavailable", f"assessment unavailable: {cause}")
-            return
+            # The engineer still gets something to start from: the extractive offline
+            # assessment, computed here (pure and deterministic) and labelled as such.
+            result = ai.offline_assessment(request)
         self._assessment = result
         origin = "offline heuristic" if result.source == "offline" else result.model
         self._record(
