@@ -286,8 +286,10 @@ def _unavailable(
 
 
 def _malformed(kind: str, message: str) -> ApplicationError:
+    # Models occasionally answer off-schema; the retry usually fixes it, so this is
+    # expected too: one warning line, no traceback.
     activity.logger.warning("attempt %d failed, will retry: %s", activity.info().attempt, message)
-    return ApplicationError(message, type=kind)
+    return ApplicationError(message, type=kind, category=ApplicationErrorCategory.BENIGN)
 
 
 def _redact(text: str, settings: _AiSettings) -> str:
