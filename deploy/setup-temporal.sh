@@ -32,6 +32,7 @@ SEARCH_ATTRIBUTES=(
   CaseAccount=Keyword
   SlaBreached=Bool
   NextDeadline=Datetime
+  NeedsReview=Bool
 )
 # END search-attributes
 

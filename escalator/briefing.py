@@ -61,8 +61,15 @@ def render_briefing(status: CaseStatus) -> str:
         lines.append("**Next deadline:** none, the case is resolved")
     else:
         lines.append("**Next deadline:** none; this tier holds the case until a person acts")
+    if status.hold is not None:
+        until = ""
+        if status.hold.until:
+            until = f" until {status.hold.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        lines.append(f"**On hold{until}:** {_md(status.hold.reason)} (SLA clocks paused)")
     if status.sla_breached:
         lines.append("**SLA:** breached at least once")
+    if status.needs_review:
+        lines.append("**Needs review:** the case bounced between tiers; manual moves are refused")
 
     escalation = status.last_escalation
     if escalation is not None:

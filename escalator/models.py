@@ -7,7 +7,7 @@ breaking callers. All of it is plain pydantic, safe to import in workflow code.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -25,7 +25,7 @@ ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MAX_DESCRIPTION_BYTES = 64 * 1024
 MAX_NOTE_BYTES = 16 * 1024
 
-Role = Literal["viewer", "engineer", "admin", "owner"]
+Role = Literal["viewer", "engineer", "admin", "owner", "customer"]
 CaseState = Literal["open", "claimed", "resolved"]
 
 
@@ -67,7 +67,10 @@ class Customer(_Model):
 
 
 class CaseInput(_Model):
-    """Input of `EscalationWorkflow`. Any Temporal client can send it as JSON."""
+    """Input of `EscalationWorkflow`. Any Temporal client can send it as JSON.
+
+    `carried` is set only by the workflow itself when it continues as new.
+    """
 
     case_id: str = Field(pattern=CASE_ID_PATTERN)
     title: str = Field(min_length=1, max_length=200)
@@ -77,6 +80,13 @@ class CaseInput(_Model):
     account: str = Field(default="default", pattern=ACCOUNT_PATTERN)
     data: dict[str, Any] = Field(default_factory=dict)
     policy: Policy
+    continue_as_new_after: int = Field(
+        default=10_000,
+        ge=100,
+        description="History events after which the case continues as new (Temporal "
+        "also suggests it near its own limits, whichever comes first).",
+    )
+    carried: CarriedState | None = None
 
 
 # -- messages (signals and updates) -----------------------------------------------
@@ -124,6 +134,32 @@ class DraftInput(_Model):
     audience: Audience
 
 
+class HoldRequest(_Model):
+    actor: Actor
+    reason: str = Field(default="", max_length=2000)
+    until: datetime | None = Field(default=None, description="Resume by itself at this time.")
+
+
+class ResumeRequest(_Model):
+    actor: Actor
+
+
+class DeescalateRequest(_Model):
+    actor: Actor
+    reason: str = Field(default="", max_length=2000)
+    to_level: int | None = Field(default=None, description="Default: the next lower tier.")
+
+
+class SetSeverityRequest(_Model):
+    actor: Actor
+    severity: Severity
+
+
+class ReopenRequest(_Model):
+    actor: Actor
+    reason: str = Field(default="", max_length=2000)
+
+
 class ActionResult(_Model):
     """Answer to an update: what happened, and the case state afterwards."""
 
@@ -164,11 +200,18 @@ class Deadline(_Model):
     """The next moment the case acts on its own, and what it does then."""
 
     at: datetime
-    kind: Literal["warning", "breach"]
-    clock: Literal["first_response", "resolution"]
+    kind: Literal["warning", "breach", "repeat", "stale", "release", "resume"]
+    clock: Literal["first_response", "resolution", "activity", "hold"]
     tier_level: int
     label: str = Field(description="e.g. `L1 first-response deadline`.")
     consequence: str = Field(description="e.g. `escalate to L2 Specialist Support`.")
+
+
+class HoldState(_Model):
+    since: datetime
+    reason: str
+    by: str
+    until: datetime | None = None
 
 
 class CaseStatus(_Model):
@@ -192,6 +235,13 @@ class CaseStatus(_Model):
     assessment: AssessmentResult | None = Field(
         default=None, description="The latest AI assessment, once it has arrived."
     )
+    hold: HoldState | None = None
+    total_hold_seconds: float = 0.0
+    needs_review: bool = False
+    reopened: int = 0
+    reopen_until: datetime | None = None
+    notes_total: int = 0
+    timeline_total: int = 0
 
 
 class CaseOutcome(_Model):
@@ -205,6 +255,10 @@ class CaseOutcome(_Model):
     seconds_to_first_claim: float | None
     seconds_to_resolution: float
     timeline: tuple[TimelineEvent, ...]
+    sla_breached: bool = False
+    total_hold_seconds: float = 0.0
+    reopened: int = 0
+    needs_review: bool = False
 
 
 # -- activity inputs -------------------------------------------------------------
@@ -217,6 +271,11 @@ NotificationPurpose = Literal[
     "assessment",  # the AI assessment for the owning tier ("AI assessment for case 123")
     "ai_recommendation",  # the AI-agent stage's recommendation, for that stage's recipients
     "customer_recommendation",  # the same recommendation, worded for the customer
+    "repeat",  # the final tier, still unclaimed after its first response was due
+    "stale_reminder",  # a claimed case with no activity for stale_after
+    "claim_released",  # ...and for twice that: the tier is told the claim is released
+    "deescalation",  # the case came back down to this tier for follow-up
+    "reopened",  # a resolved case was reopened at this tier
 ]
 
 
@@ -278,8 +337,40 @@ def _resolve_forward_references() -> None:
     from escalator.assessment import AssessmentResult, Audience
 
     namespace = {"AssessmentResult": AssessmentResult, "Audience": Audience}
-    for model in (CaseStatus, Notification, DraftInput):
+    for model in (CaseStatus, Notification, DraftInput, CarriedState, CaseInput):
         model.model_rebuild(_types_namespace=namespace)
+
+
+class CarriedState(_Model):
+    """Everything a case carries into a new run when it continues as new."""
+
+    created_at: datetime
+    severity: Severity
+    tier_level: int
+    state: CaseState
+    assignee: str | None
+    first_claim_at: datetime | None
+    resolved_by: str | None
+    resolution_summary: str
+    resolved_at: datetime | None
+    sla_breached: bool
+    needs_review: bool
+    escalations: tuple[Escalation, ...]
+    moves: tuple[tuple[int, int], ...]
+    notes: tuple[CaseNote, ...]
+    notes_total: int
+    timeline: tuple[TimelineEvent, ...]
+    timeline_total: int
+    running_since: datetime | None
+    consumed: timedelta
+    response_base: timedelta
+    activity_base: timedelta
+    fired: tuple[str, ...]
+    hold: HoldState | None
+    hold_total: timedelta
+    notifications_sent: int
+    reopened: int
+    assessment: AssessmentResult | None = None
 
 
 _resolve_forward_references()

@@ -93,7 +93,16 @@ def subject(notification: Notification) -> str:
     if notification.purpose == "assessment":
         event = f"AI assessment for case {case.case_id}"
         return header_safe(f"{SUBJECT_PREFIX} {event} · {case.severity}: {case.title}")
-    if notification.purpose == "ai_recommendation":
+    events = {
+        "repeat": f"still unclaimed at {tier}",
+        "stale_reminder": f"no activity on your claimed case at {tier}",
+        "claim_released": f"claim released at {tier}, needs a new owner",
+        "deescalation": f"returned to {tier} for follow-up",
+        "reopened": f"reopened at {tier}",
+    }
+    if notification.purpose in events:
+        event = events[notification.purpose]
+    elif notification.purpose == "ai_recommendation":
         event = f"AI recommendation at {tier}"
     elif notification.purpose == "tier_entry":
         event = f"escalated to {tier}" if notification.from_tier else f"new case for {tier}"
@@ -159,6 +168,28 @@ def _what_happened(n: Notification) -> tuple[_Block, ...]:
         line = f"New {case.severity} case {case.case_id} for {where}."
     elif n.purpose == "assessment":
         line = f"The AI assessment for case {case.case_id} at {where} is ready."
+    elif n.purpose == "repeat":
+        line = (
+            f"Case {case.case_id} is still unclaimed at {where}, the final tier, and its "
+            "first response is overdue. Please claim it."
+        )
+    elif n.purpose == "stale_reminder":
+        line = (
+            f"Case {case.case_id} at {where} is claimed but has seen no note, update or "
+            "resolve for a while. Please add a note or resolve it, or the claim is released."
+        )
+    elif n.purpose == "claim_released":
+        line = (
+            f"Case {case.case_id} at {where} saw no activity, so its claim was released. "
+            "It needs a new owner: claim it."
+        )
+    elif n.purpose == "deescalation" and n.from_tier is not None:
+        line = (
+            f"Case {case.case_id} was returned from {_tier_with_team(n.from_tier)} to {where} "
+            "for follow-up. The reason and history are below."
+        )
+    elif n.purpose == "reopened":
+        line = f"Case {case.case_id} was reopened at {where}. Its original SLA history stands."
     elif n.purpose == "ai_recommendation":
         line = (
             f"Case {case.case_id} reached {where}, the automated stage. Its recommendation is "

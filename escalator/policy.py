@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from escalator.business_time import BusinessCalendar
 from escalator.durations import format_duration, parse_duration
 
 Severity = Literal["P0", "P1", "P2", "P3", "P4"]
@@ -81,8 +82,31 @@ class Tier(_Strict):
     notify: tuple[EmailAddress, ...] = ()
     webhook: str | None = Field(default=None, description="URL that receives a JSON POST.")
     sla: Sla | None = None
+    calendar: BusinessCalendar | None = Field(
+        default=None, description="Business hours for this tier's clocks; else the policy's."
+    )
+    stale_after: Duration | None = Field(
+        default=None,
+        description="A claimed case with no activity this long reminds its assignee; "
+        "twice this long and the tier is told and the claim released.",
+    )
+    repeat_every: Duration | None = Field(
+        default=None,
+        description="Final tier only: re-notify every this long while unclaimed after "
+        "its first response is due.",
+    )
+    max_repeats: int = Field(default=3, ge=1, le=100)
     capabilities: tuple[str, ...] = ()
     escalation_criteria: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _repeats_need_a_first_response(self) -> Tier:
+        if self.repeat_every is not None and self.sla is None:
+            raise ValueError(
+                f"tier {self.level}: repeat_every counts from the first response, so it "
+                "needs an sla with first_response"
+            )
+        return self
 
     @field_validator("webhook")
     @classmethod
@@ -106,16 +130,45 @@ class SeverityOverride(_Strict):
     description: str | None = None
 
 
+def _thresholds(value: object) -> object:
+    # `warn_at: 0.75` and `warn_at: [0.5, 0.75, 0.9]` are both accepted.
+    return (value,) if isinstance(value, int | float) and not isinstance(value, bool) else value
+
+
+WarnFraction = Annotated[float, Field(gt=0, lt=1)]
+
+
 class Policy(_Strict):
     name: str = Field(default="default", min_length=1, max_length=100)
-    warn_at: float = Field(
-        default=0.75,
-        gt=0,
-        lt=1,
-        description="Fraction of a running SLA after which the owning tier is warned once.",
+    warn_at: Annotated[tuple[WarnFraction, ...], BeforeValidator(_thresholds)] = Field(
+        default=(0.75,),
+        description="Fractions of a running SLA at which the owning tier is warned, "
+        "each once per deadline.",
     )
     tiers: tuple[Tier, ...]
     severity_overrides: tuple[SeverityOverride, ...] = ()
+    calendar: BusinessCalendar | None = Field(
+        default=None, description="Business hours for every tier's SLA clocks (default 24x7)."
+    )
+    max_hold: Duration | None = Field(
+        default=None, description="A hold longer than this ends by itself."
+    )
+    max_bounces: int = Field(
+        default=2,
+        ge=1,
+        le=20,
+        description="Back-and-forth moves between two tiers before manual moves are refused.",
+    )
+    reopen_window: Duration | None = Field(
+        default=None, description="After a resolve, how long the case may be reopened."
+    )
+
+    @field_validator("warn_at")
+    @classmethod
+    def _distinct_sorted(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if not value:
+            raise ValueError("give at least one fraction, e.g. 0.75, or remove warn_at")
+        return tuple(sorted(set(value)))
 
     @field_validator("tiers")
     @classmethod
@@ -129,6 +182,11 @@ class Policy(_Strict):
             seen.add(tier.level)
         ordered = tuple(sorted(tiers, key=lambda t: t.level))
         for position, tier in enumerate(ordered[:-1]):
+            if tier.repeat_every is not None:
+                raise ValueError(
+                    f"tier {tier.level} ({tier.name}) sets repeat_every, which only the final "
+                    "tier uses (the others escalate instead)"
+                )
             if tier.sla is None:
                 raise ValueError(
                     f"tier {tier.level} ({tier.name}) needs an sla because it is not the final "
@@ -159,6 +217,10 @@ class Policy(_Strict):
             if tier.level == level:
                 return tier
         raise KeyError(f"policy {self.name!r} has no tier {level}")
+
+    def calendar_for(self, level: int) -> BusinessCalendar | None:
+        """The tier's own calendar, else the policy's; None means 24x7."""
+        return self.tier(level).calendar or self.calendar
 
     def override_for(self, severity: str) -> SeverityOverride | None:
         return next((o for o in self.severity_overrides if o.severity == severity), None)

@@ -20,6 +20,7 @@ CASE_ASSIGNEE = SearchAttributeKey.for_keyword("CaseAssignee")
 CASE_ACCOUNT = SearchAttributeKey.for_keyword("CaseAccount")
 SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadline")
+NEEDS_REVIEW = SearchAttributeKey.for_bool("NeedsReview")  # bounced between tiers too often
 
 ALL_KEYS = (
     CASE_STATUS,
@@ -31,6 +32,7 @@ ALL_KEYS = (
     CASE_ACCOUNT,
     SLA_BREACHED,
     NEXT_DEADLINE,
+    NEEDS_REVIEW,
 )
 
 # Names as the `temporal` CLI spells the types (`--search-attribute Name=Type`).

@@ -1,77 +1,165 @@
-"""SLA deadlines: pure functions of the policy and the case's position in it.
+"""SLA deadlines: pure functions of the policy and the case's position in its tier.
 
-A tier runs one SLA clock at a time, measured from the moment the case entered it:
-  - unclaimed: the first-response clock (breach -> escalate);
-  - claimed:   the resolution clock (breach -> escalate; the next tier claims anew).
-Each clock has a warning at `warn_at` of its length, sent once. The workflow asks
-`next_deadline` after every change and sleeps until the answer, so deadlines are
-exact to the second with no polling.
+Clocks count *consumed business time* in the current stay in a tier: time passes
+only inside the tier's business hours (24x7 by default) and not while the case is
+on hold. Every deadline is therefore a target amount of consumed time:
+
+  - unclaimed: first-response warnings (one per `warn_at` fraction), then the breach,
+    which escalates (or, on the final tier, reports and repeats every `repeat_every`);
+  - claimed: the resolution clock from tier entry (warnings, then the breach), and,
+    with `stale_after`, a reminder and then a claim release when nothing happens.
+
+`instant_of` turns a target into a moment with the calendar, so the workflow can
+sleep on one durable timer until exactly then. No polling, no rounding.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
+from escalator.business_time import ALWAYS_OPEN, BusinessCalendar, add_business_time
 from escalator.models import Deadline
 from escalator.policy import Policy
 from escalator.routing import next_tier
 
 _CLOCK_WORDS = {"first_response": "first-response", "resolution": "resolution"}
+_ZERO = timedelta(0)
 
 
-def deadline_key(deadline: Deadline) -> str:
-    """Identity of a deadline within one stay in a tier, so it fires only once."""
-    return f"{deadline.clock}:{deadline.kind}"
+@dataclass(frozen=True)
+class Position:
+    """Where the case stands in its current tier."""
+
+    tier_level: int
+    claimed: bool
+    response_base: timedelta = _ZERO  # consumed time when the first-response clock began
+    activity_base: timedelta = _ZERO  # consumed time at the last activity on a claimed case
+    assignee: str | None = None
 
 
-def next_deadline(
-    policy: Policy,
+@dataclass(frozen=True)
+class Target:
+    key: str  # identity within the tier stay, so each target fires once
+    kind: Literal["warning", "breach", "repeat", "stale", "release"]
+    clock: Literal["first_response", "resolution", "activity"]
+    consumed: timedelta
+    label: str
+    consequence: str
+
+
+def targets(policy: Policy, position: Position) -> list[Target]:
+    """Every target of the clocks that run now, earliest first."""
+    tier = policy.tier(position.tier_level)
+    level = f"L{tier.level}"
+    found: list[Target] = []
+    if tier.sla is not None:
+        if position.claimed:
+            clock, base, length = "resolution", _ZERO, tier.sla.resolution_target
+        else:
+            clock, base, length = "first_response", position.response_base, tier.sla.first_response
+        words = _CLOCK_WORDS[clock]
+        stem = f"{clock}@{_seconds(base)}"
+        several = len(policy.warn_at) > 1
+        for fraction in policy.warn_at:
+            percent = round(fraction * 100)
+            found.append(
+                Target(
+                    key=f"{stem}:warning:{fraction}",
+                    kind="warning",
+                    clock=clock,
+                    consumed=base + _fraction(length, fraction),
+                    label=f"{level} {words} warning" + (f" ({percent}%)" if several else ""),
+                    consequence=f"warn {tier.team} ({percent}% of the SLA used)",
+                )
+            )
+        target = next_tier(policy, tier.level)
+        found.append(
+            Target(
+                key=f"{stem}:breach",
+                kind="breach",
+                clock=clock,
+                consumed=base + length,
+                label=f"{level} {words} deadline",
+                consequence=(
+                    f"escalate to {target.label}"
+                    if target is not None
+                    else f"tell {tier.team} the SLA is breached (final tier)"
+                ),
+            )
+        )
+        if not position.claimed and target is None and tier.repeat_every is not None:
+            for number in range(1, tier.max_repeats + 1):
+                found.append(
+                    Target(
+                        key=f"{stem}:repeat:{number}",
+                        kind="repeat",
+                        clock=clock,
+                        consumed=base + length + number * tier.repeat_every,
+                        label=f"{level} repeat {number} of {tier.max_repeats}",
+                        consequence=f"notify {tier.team} again: still unclaimed",
+                    )
+                )
+    if position.claimed and tier.stale_after is not None:
+        base = position.activity_base
+        stem = f"activity@{_seconds(base)}"
+        who = position.assignee or "the assignee"
+        found.append(
+            Target(
+                key=f"{stem}:stale",
+                kind="stale",
+                clock="activity",
+                consumed=base + tier.stale_after,
+                label=f"{level} acknowledgement reminder",
+                consequence=f"remind {who}: no note, update or resolve yet",
+            )
+        )
+        found.append(
+            Target(
+                key=f"{stem}:release",
+                kind="release",
+                clock="activity",
+                consumed=base + 2 * tier.stale_after,
+                label=f"{level} claim release",
+                consequence=f"tell {tier.team} and release {who}'s claim",
+            )
+        )
+    return sorted(found, key=lambda t: t.consumed)
+
+
+def next_target(
+    policy: Policy, position: Position, fired: set[str] | frozenset[str]
+) -> Target | None:
+    return next((t for t in targets(policy, position) if t.key not in fired), None)
+
+
+def instant_of(
+    target: Target,
     *,
-    tier_level: int,
-    entered_at: datetime,
-    claimed: bool,
-    fired: frozenset[str] | set[str] = frozenset(),
-) -> Deadline | None:
-    """The earliest deadline of the running clock that has not fired yet, or None."""
-    candidates = clock_deadlines(
-        policy, tier_level=tier_level, entered_at=entered_at, claimed=claimed
-    )
-    return next((d for d in candidates if deadline_key(d) not in fired), None)
+    consumed_at_start: timedelta,
+    running_since: datetime,
+    calendar: BusinessCalendar | None,
+) -> datetime:
+    """When the running clock reaches the target (at once if it already has)."""
+    remaining = max(target.consumed - consumed_at_start, _ZERO)
+    return add_business_time(running_since, remaining, calendar or ALWAYS_OPEN)
 
 
-def clock_deadlines(
-    policy: Policy, *, tier_level: int, entered_at: datetime, claimed: bool
-) -> tuple[Deadline, Deadline] | tuple[()]:
-    """(warning, breach) of the clock that runs in this tier; () if the tier has no SLA."""
-    tier = policy.tier(tier_level)
-    if tier.sla is None:
-        return ()  # a final tier without an SLA waits for a human, however long
-    clock = "resolution" if claimed else "first_response"
-    length = tier.sla.resolution_target if claimed else tier.sla.first_response
-    target = next_tier(policy, tier_level)
-    breach_consequence = (
-        f"escalate to {target.label}"
-        if target is not None
-        else f"tell {tier.team} the SLA is breached (final tier)"
+def as_deadline(target: Target, at: datetime, tier_level: int) -> Deadline:
+    return Deadline(
+        at=at,
+        kind=target.kind,
+        clock=target.clock,
+        tier_level=tier_level,
+        label=target.label,
+        consequence=target.consequence,
     )
-    return (
-        Deadline(
-            at=entered_at + _fraction(length, policy.warn_at),
-            kind="warning",
-            clock=clock,
-            tier_level=tier_level,
-            label=f"L{tier_level} {_CLOCK_WORDS[clock]} warning",
-            consequence=f"warn {tier.team} ({round(policy.warn_at * 100)}% of the SLA used)",
-        ),
-        Deadline(
-            at=entered_at + length,
-            kind="breach",
-            clock=clock,
-            tier_level=tier_level,
-            label=f"L{tier_level} {_CLOCK_WORDS[clock]} deadline",
-            consequence=breach_consequence,
-        ),
-    )
+
+
+def breach_target(policy: Policy, position: Position) -> Target | None:
+    """The deadline people must beat in the tier (shown in notifications)."""
+    return next((t for t in targets(policy, position) if t.kind == "breach"), None)
 
 
 def breach_reason(clock: str) -> str:
@@ -81,3 +169,7 @@ def breach_reason(clock: str) -> str:
 def _fraction(length: timedelta, share: float) -> timedelta:
     # Whole milliseconds keep deadlines identical across replays and platforms.
     return timedelta(milliseconds=round(length.total_seconds() * 1000 * share))
+
+
+def _seconds(value: timedelta) -> str:
+    return f"{value.total_seconds():g}"

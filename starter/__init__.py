@@ -37,10 +37,15 @@ from escalator.models import (
     CaseOutcome,
     CaseStatus,
     ClaimRequest,
+    DeescalateRequest,
     DraftInput,
     EscalateRequest,
     EscalationNote,
+    HoldRequest,
+    ReopenRequest,
     ResolveRequest,
+    ResumeRequest,
+    SetSeverityRequest,
     case_id_is_valid,
     workflow_id_for,
 )
@@ -157,6 +162,57 @@ class EscalatorClient:
     async def add_note(self, case_id: str, actor: Actor | Mapping, text: str, *, wait=True):
         request = _validated(AddNoteRequest, {"actor": actor, "text": text}, "note")
         return await self._send(case_id, "add_note", EscalationWorkflow.try_add_note, request, wait)
+
+    async def hold(
+        self, case_id: str, actor: Actor | Mapping, reason: str, *, until=None, wait: bool = True
+    ):
+        """Pause the SLA clocks while the case waits (on the customer, a vendor...)."""
+        request = _validated(
+            HoldRequest, {"actor": actor, "reason": reason, "until": until}, "hold"
+        )
+        if not request.reason.strip():
+            raise InvalidInput("reason is required: say what the case is waiting for")
+        return await self._send(case_id, "hold", EscalationWorkflow.try_hold, request, wait)
+
+    async def resume(self, case_id: str, actor: Actor | Mapping, *, wait: bool = True):
+        request = _validated(ResumeRequest, {"actor": actor}, "resume")
+        return await self._send(case_id, "resume", EscalationWorkflow.try_resume, request, wait)
+
+    async def deescalate(
+        self,
+        case_id: str,
+        actor: Actor | Mapping,
+        reason: str,
+        *,
+        to_level: int | None = None,
+        wait: bool = True,
+    ):
+        request = _validated(
+            DeescalateRequest,
+            {"actor": actor, "reason": reason, "to_level": to_level},
+            "deescalate",
+        )
+        if not request.reason.strip():
+            raise InvalidInput("reason is required: say why the lower tier can take over")
+        return await self._send(
+            case_id, "deescalate", EscalationWorkflow.try_deescalate, request, wait
+        )
+
+    async def set_severity(
+        self, case_id: str, actor: Actor | Mapping, severity: str, *, wait: bool = True
+    ):
+        request = _validated(
+            SetSeverityRequest, {"actor": actor, "severity": severity}, "set_severity"
+        )
+        return await self._send(
+            case_id, "set_severity", EscalationWorkflow.try_set_severity, request, wait
+        )
+
+    async def reopen(
+        self, case_id: str, actor: Actor | Mapping, reason: str = "", *, wait: bool = True
+    ):
+        request = _validated(ReopenRequest, {"actor": actor, "reason": reason}, "reopen")
+        return await self._send(case_id, "reopen", EscalationWorkflow.try_reopen, request, wait)
 
     async def _send(self, case_id, signal_name, update, request, wait) -> ActionResult | None:
         """With wait=True send the update and return its answer; else send the signal."""

@@ -12,14 +12,16 @@ from escalator.routing import initial_tier, is_final, next_tier
 from escalator.rules import (
     CaseFacts,
     access_refusal,
+    bounce_count,
     claim_refusal,
     escalate_refusal,
     resolve_refusal,
 )
-from escalator.sla import deadline_key, next_deadline
+from escalator.sla import Position, breach_target, instant_of, next_target, targets
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)
+M = timedelta(minutes=1)
 
 
 @pytest.mark.parametrize(
@@ -36,44 +38,98 @@ def test_next_tier_and_final():
 
 
 def test_unclaimed_case_warns_at_75_percent_then_breaches_first_response():
+    position = Position(tier_level=1, claimed=False)
     fired: set[str] = set()
-    warning = next_deadline(DEFAULT_POLICY, tier_level=1, entered_at=T0, claimed=False)
-    assert (warning.kind, warning.at, warning.label) == (
+    warning = next_target(DEFAULT_POLICY, position, fired)
+    assert (warning.kind, warning.consumed, warning.label) == (
         "warning",
-        T0 + 3 * H,
+        3 * H,
         "L1 first-response warning",
     )
-    fired.add(deadline_key(warning))
-    breach = next_deadline(DEFAULT_POLICY, tier_level=1, entered_at=T0, claimed=False, fired=fired)
-    assert (breach.kind, breach.at) == ("breach", T0 + 4 * H)
+    fired.add(warning.key)
+    breach = next_target(DEFAULT_POLICY, position, fired)
+    assert (breach.kind, breach.consumed) == ("breach", 4 * H)
     assert breach.consequence == "escalate to L2 Specialist Support"
-    fired.add(deadline_key(breach))
-    assert (
-        next_deadline(DEFAULT_POLICY, tier_level=1, entered_at=T0, claimed=False, fired=fired)
-        is None
-    )
+    fired.add(breach.key)
+    assert next_target(DEFAULT_POLICY, position, fired) is None
 
 
 def test_claimed_case_runs_the_resolution_clock_from_tier_entry():
-    deadline = next_deadline(
-        DEFAULT_POLICY, tier_level=2, entered_at=T0, claimed=True, fired={"resolution:warning"}
-    )
-    assert (deadline.clock, deadline.at) == ("resolution", T0 + 8 * H)
-    warning = next_deadline(DEFAULT_POLICY, tier_level=2, entered_at=T0, claimed=True)
-    assert warning.at == T0 + 6 * H  # 75% of 8h
+    position = Position(tier_level=2, claimed=True)
+    warning = next_target(DEFAULT_POLICY, position, set())
+    assert (warning.clock, warning.consumed) == ("resolution", 6 * H)  # 75% of 8h
+    breach = next_target(DEFAULT_POLICY, position, {warning.key})
+    assert breach.consumed == 8 * H
 
 
-def test_final_tier_breach_does_not_escalate():
-    breach = next_deadline(
-        DEFAULT_POLICY, tier_level=3, entered_at=T0, claimed=False, fired={"first_response:warning"}
+def test_instant_of_counts_only_running_time():
+    breach = next_target(DEFAULT_POLICY, Position(tier_level=1, claimed=False), {
+        "first_response@0:warning:0.75"})  # fmt: skip
+    # 1h30 consumed before a hold; resumed at T0: 2h30 remain.
+    at = instant_of(breach, consumed_at_start=90 * M, running_since=T0, calendar=None)
+    assert at == T0 + 150 * M
+
+
+def test_several_thresholds_each_fire_once():
+    policy = DEFAULT_POLICY.model_copy(update={"warn_at": (0.5, 0.75, 0.9)})
+    found = [
+        t for t in targets(policy, Position(tier_level=1, claimed=False)) if t.kind == "warning"
+    ]
+    assert [t.consumed for t in found] == [2 * H, 3 * H, timedelta(minutes=216)]
+    assert len({t.key for t in found}) == 3
+    assert found[0].label == "L1 first-response warning (50%)"
+
+
+def test_final_tier_breach_does_not_escalate_and_repeats_when_configured():
+    breach = next_target(
+        DEFAULT_POLICY, Position(tier_level=3, claimed=False), {"first_response@0:warning:0.75"}
     )
     assert "final tier" in breach.consequence
+    tiers = list(DEFAULT_POLICY.tiers)
+    tiers[2] = tiers[2].model_copy(update={"repeat_every": 30 * M, "max_repeats": 2})
+    policy = DEFAULT_POLICY.model_copy(update={"tiers": tuple(tiers)})
+    repeats = [
+        t for t in targets(policy, Position(tier_level=3, claimed=False)) if t.kind == "repeat"
+    ]
+    assert [t.consumed for t in repeats] == [H + 30 * M, H + 60 * M]
+
+
+def test_stale_claim_reminds_then_releases():
+    tiers = list(DEFAULT_POLICY.tiers)
+    tiers[0] = tiers[0].model_copy(update={"stale_after": 2 * H})
+    policy = DEFAULT_POLICY.model_copy(update={"tiers": tuple(tiers)})
+    position = Position(tier_level=1, claimed=True, activity_base=H, assignee="alice")
+    stale = [t for t in targets(policy, position) if t.clock == "activity"]
+    assert [(t.kind, t.consumed) for t in stale] == [("stale", 3 * H), ("release", 5 * H)]
+    assert "alice" in stale[0].consequence
+
+
+def test_released_claim_gets_a_fresh_first_response_window():
+    breach = breach_target(
+        DEFAULT_POLICY, Position(tier_level=1, claimed=False, response_base=7 * H)
+    )
+    assert breach.consumed == 11 * H
 
 
 def test_tier_without_sla_has_no_deadline():
     from examples.veterans_benefits import benefits_policy
 
-    assert next_deadline(benefits_policy(), tier_level=3, entered_at=T0, claimed=False) is None
+    assert next_target(benefits_policy(), Position(tier_level=3, claimed=False), set()) is None
+
+
+@pytest.mark.parametrize(
+    ("moves", "pair", "count"),
+    [
+        ([(1, 2)], (1, 2), 0),
+        ([(1, 2), (2, 1)], (1, 2), 1),
+        ([(1, 2), (2, 1), (1, 2)], (1, 2), 2),
+        ([(1, 2), (2, 3), (3, 2), (2, 1)], (2, 3), 1),
+        ([(1, 2), (2, 3), (3, 2), (2, 1)], (1, 2), 1),
+        ([(1, 2), (2, 3), (3, 2), (2, 1)], (1, 3), 0),
+    ],
+)
+def test_bounce_count(moves, pair, count):
+    assert bounce_count(moves, *pair) == count
 
 
 OPEN = CaseFacts(state="open", account="default", assignee=None, final_tier=False)

@@ -3,18 +3,23 @@
 Read this file top to bottom:
 
 1. The case starts at the tier its severity routes it to, and that tier is notified.
-2. It then sleeps on a durable timer until the next SLA deadline of that tier
-   (a warning at `warn_at`, then the breach). A message that changes the case
-   (claim, escalate, resolve) wakes it early, and the deadline is recomputed.
+2. It then sleeps on a durable timer until the next deadline of that tier's SLA
+   clocks (see escalator/sla.py): warnings, the breach, final-tier repeats, and
+   the stale-claim reminder and release. Clocks count business time only, and
+   stop while the case is on hold. A message that changes the case wakes it early
+   and the next deadline is recomputed.
 3. A breach escalates to the next tier with a system-written note; the receiving
-   tier and the customer are notified. A person can escalate early with a note.
-4. Resolving ends the loop. Notifications still in flight are allowed to finish,
-   then the workflow returns a `CaseOutcome`.
+   tier and the customer are notified, and an AI assessment follows in the
+   background. People can escalate (with a note), de-escalate, hold, resume,
+   change the severity, claim, add notes and resolve.
+4. Resolving ends handling. If the policy has a reopen window the case waits for a
+   `reopen` until it closes. Mail still in flight is delivered, then the workflow
+   returns a `CaseOutcome`. Long cases continue as new, carrying their state.
 
-Notifications are activities started in the background: the case never waits for
-mail before arming its next timer, so an SMTP outage delays mail, not escalations.
-Every message (signal or update) goes through one rule check; refusals answer the
-caller (updates) or are written to the timeline (signals, and access refusals).
+Notifications and the assessment are activities started in the background: the
+case never waits for them before arming its next timer, so an SMTP or model outage
+delays mail, never an escalation. Every message (signal or update) goes through one
+rule check; refusals answer the caller (updates) or are written to the timeline.
 """
 
 from __future__ import annotations
@@ -31,10 +36,12 @@ with workflow.unsafe.imports_passed_through():
     from escalator import assessment as ai
     from escalator import briefing, routing, rules, sla
     from escalator import search_attributes as search
+    from escalator.business_time import ALWAYS_OPEN, business_time_between
     from escalator.models import (
         ActionResult,
         Actor,
         AddNoteRequest,
+        CarriedState,
         CaseBrief,
         CaseInput,
         CaseNote,
@@ -43,14 +50,20 @@ with workflow.unsafe.imports_passed_through():
         CaseStatus,
         ClaimRequest,
         Deadline,
+        DeescalateRequest,
         DeliveryReceipt,
         DraftInput,
         EscalateRequest,
         Escalation,
         EscalationNote,
+        HoldRequest,
+        HoldState,
         Notification,
         NotificationPurpose,
+        ReopenRequest,
         ResolveRequest,
+        ResumeRequest,
+        SetSeverityRequest,
         TierRef,
         TimelineEvent,
     )
@@ -83,7 +96,12 @@ DRAFT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
 DRAFT_GIVE_UP_AFTER = timedelta(minutes=2)
 
 DESCRIPTION_EXCERPT_CHARS = 2000
+# What a case carries into a new run: its state in full, the recent timeline and
+# notes, and counts of what was summarised.
+TIMELINE_CARRIED = 200
+NOTES_CARRIED = 50
 _UNSET = object()
+_ZERO = timedelta(0)
 
 
 class _Refused(Exception):
@@ -102,43 +120,67 @@ class EscalationWorkflow:
         # started with for its whole life, whatever happens to the policy file.
         self._case = case
         self._policy = case.policy
-        self._created_at = workflow.now()
-        self._tier: Tier = routing.initial_tier(self._policy, case.severity)
-        self._entered_tier_at = self._created_at
-        self._state: CaseState = "open"
-        self._assignee: str | None = None
-        self._first_claim_at = None
-        self._resolved_by: str | None = None
-        self._resolution_summary = ""
-        self._resolved_at = None
-        self._sla_breached = False
-        self._escalations: list[Escalation] = []
-        self._notes: list[CaseNote] = []
-        self._timeline: list[TimelineEvent] = []
-        self._fired_deadlines: set[str] = set()  # deadlines already acted on in this tier
         self._changes = 0  # bumped by anything that can move the next deadline
-        self._notifications_sent = 0  # numbers Message-IDs deterministically
         self._deliveries_in_flight = 0
         self._published: dict[str, object] = {}  # search attributes as last upserted
-        self._assessment: ai.AssessmentResult | None = None
         self._assessment_task: asyncio.Task | None = None  # at most one in flight
+        self._reopen_until = None
+        carried = case.carried
+        if carried is None:
+            now = workflow.now()
+            self._created_at = now
+            self._severity = case.severity
+            self._tier: Tier = routing.initial_tier(self._policy, case.severity)
+            self._state: CaseState = "open"
+            self._assignee: str | None = None
+            self._first_claim_at = None
+            self._resolved_by: str | None = None
+            self._resolution_summary = ""
+            self._resolved_at = None
+            self._sla_breached = False
+            self._needs_review = False
+            self._escalations: list[Escalation] = []  # every tier change, with its note
+            self._moves: list[tuple[int, int]] = []
+            self._notes: list[CaseNote] = []
+            self._notes_total = 0
+            self._timeline: list[TimelineEvent] = []
+            self._timeline_total = 0
+            # The SLA clocks of the current tier stay (see escalator/sla.py).
+            self._running_since = now  # None while on hold
+            self._consumed = _ZERO  # business time consumed before running_since
+            self._response_base = _ZERO
+            self._activity_base = _ZERO
+            self._fired: set[str] = set()  # deadlines already acted on in this stay
+            self._hold: HoldState | None = None
+            self._hold_total = _ZERO
+            self._notifications_sent = 0  # numbers Message-IDs deterministically
+            self._reopened = 0
+            self._assessment: ai.AssessmentResult | None = None
+        else:
+            self._restore(carried)
 
     # -- the case's life ----------------------------------------------------------
 
     @workflow.run
     async def run(self, case: CaseInput) -> CaseOutcome:
-        override = self._policy.override_for(case.severity)
-        routed = f" (severity override for {case.severity})" if override else ""
-        self._record("created", f"{case.severity} case opened at {self._tier.label}{routed}")
-        self._notify_tier("tier_entry", channel=override.notification if override else None)
+        if case.carried is None:
+            override = self._policy.override_for(case.severity)
+            routed = f" (severity override for {case.severity})" if override else ""
+            self._record("created", f"{case.severity} case opened at {self._tier.label}{routed}")
+            self._notify_tier("tier_entry", channel=override.notification if override else None)
 
-        while self._state != "resolved":
+        while True:
+            while self._state != "resolved":
+                self._publish_search_attributes()
+                if self._ready_to_continue_as_new():
+                    self._continue_as_new()  # raises: this run ends here
+                await self._wait_for_next_deadline_or_change()
             self._publish_search_attributes()
-            await self._wait_for_next_deadline_or_change()
-        self._publish_search_attributes()
-        # An assessment still running is moot once the case is resolved.
-        if self._assessment_task is not None and not self._assessment_task.done():
-            self._assessment_task.cancel()
+            # An assessment still running is moot once the case is resolved.
+            if self._assessment_task is not None and not self._assessment_task.done():
+                self._assessment_task.cancel()
+            if not await self._wait_for_reopen():
+                break
 
         # Nothing is lost: mail queued before the resolve still goes out, and any
         # message being handled finishes before the workflow closes.
@@ -148,62 +190,118 @@ class EscalationWorkflow:
         return self._outcome()
 
     async def _wait_for_next_deadline_or_change(self) -> None:
-        deadline = self._next_deadline()
+        deadline, target = self._next_deadline()
         changes_seen = self._changes
+
+        def woken() -> bool:
+            return self._changes != changes_seen or self._ready_to_continue_as_new()
+
         if deadline is None:
-            await workflow.wait_condition(lambda: self._changes != changes_seen)
+            await workflow.wait_condition(woken)
             return
         remaining = deadline.at - workflow.now()
-        if remaining > timedelta(0):
+        if remaining > _ZERO:
             try:
                 await workflow.wait_condition(
-                    lambda: self._changes != changes_seen,
-                    timeout=remaining,
-                    timeout_summary=deadline.label,
+                    woken, timeout=remaining, timeout_summary=deadline.label
                 )
                 return  # the case changed; the caller loops and recomputes
             except TimeoutError:
                 pass
-        self._on_deadline(deadline)
+        self._on_deadline(deadline, target)
 
-    def _on_deadline(self, deadline: Deadline) -> None:
-        self._fired_deadlines.add(sla.deadline_key(deadline))
-        if deadline.kind == "warning":
-            self._record("sla_warning", f"{deadline.label} passed: {deadline.consequence}")
-            self._notify_tier("warning", deadline=self._breach_deadline())
+    def _on_deadline(self, deadline: Deadline, target: sla.Target | None) -> None:
+        if target is None:  # the hold's end: until, or max_hold
+            self._resume(by="system", why=deadline.consequence)
             return
+        self._fired.add(target.key)
+        if target.kind == "warning":
+            self._record("sla_warning", f"{deadline.label} passed: {deadline.consequence}")
+            self._notify_tier("warning")
+        elif target.kind == "breach":
+            self._on_breach(deadline, target)
+        elif target.kind == "repeat":
+            self._record("repeat", f"{deadline.label}: {deadline.consequence}")
+            self._notify_tier("repeat")
+        elif target.kind == "stale":
+            self._record("stale_reminder", deadline.consequence, actor=self._assignee)
+            self._notify_assignee()
+        else:  # release: the tier is told and must claim the case anew
+            released = self._assignee
+            self._state, self._assignee = "open", None
+            self._response_base = self._consumed_now()
+            self._changes += 1
+            self._record("claim_released", f"no activity; {released}'s claim released")
+            self._notify_tier("claim_released")
+
+    def _on_breach(self, deadline: Deadline, target: sla.Target) -> None:
         self._sla_breached = True
-        target = routing.next_tier(self._policy, self._tier.level)
-        if target is None:
+        receiver = routing.next_tier(self._policy, self._tier.level)
+        if receiver is None:
             self._record("sla_breached", f"{deadline.label} passed on the final tier")
             self._notify_tier("sla_breach")
             return
-        note = EscalationNote(reason=sla.breach_reason(deadline.clock))
-        self._escalate_to(target, by="system", automatic=True, note=note)
+        note = EscalationNote(reason=sla.breach_reason(target.clock))
+        self._move_to(receiver, by="system", automatic=True, note=note)
 
-    def _escalate_to(self, target: Tier, *, by: str, automatic: bool, note: EscalationNote) -> None:
-        """Move the case up. The receiving tier owns it and must claim it anew."""
+    def _move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote) -> None:
+        """Change tiers. The receiving tier owns the case and must claim it anew."""
         source = self._tier
+        upward = receiver.level > source.level
         self._escalations.append(
             Escalation(
                 from_level=source.level,
-                to_level=target.level,
+                to_level=receiver.level,
                 at=workflow.now(),
                 by=by,
                 automatic=automatic,
                 note=note,
             )
         )
-        self._tier = target
-        self._entered_tier_at = workflow.now()
-        self._state = "open"
-        self._assignee = None
-        self._fired_deadlines = set()
+        self._moves.append((source.level, receiver.level))
+        self._enter_tier(receiver)
+        verb = "escalated" if upward else "deescalated"
+        self._record(verb, f"{source.label} → {receiver.label}: {note.reason}", actor=by)
+        bounces = rules.bounce_count(self._moves, source.level, receiver.level)
+        if bounces >= self._policy.max_bounces and not self._needs_review:
+            self._needs_review = True
+            self._record(
+                "needs_review",
+                f"bounced {bounces} times between L{min(source.level, receiver.level)} and "
+                f"L{max(source.level, receiver.level)}; manual moves are refused until reviewed",
+            )
+        if upward:
+            self._notify_tier("tier_entry", from_tier=source)
+            self._notify_customer()
+            self._start_assessment()
+        else:
+            self._notify_tier("deescalation", from_tier=source)
+
+    def _enter_tier(self, tier: Tier) -> None:
+        """A new stay in a tier: fresh clocks, unclaimed. A hold keeps them paused."""
+        self._tier = tier
+        self._state, self._assignee = "open", None
+        self._consumed = self._response_base = self._activity_base = _ZERO
+        self._running_since = None if self._hold is not None else workflow.now()
+        self._fired = set()
         self._changes += 1
-        self._record("escalated", f"{source.label} → {target.label}: {note.reason}", actor=by)
-        self._notify_tier("tier_entry", from_tier=source)
-        self._notify_customer()
-        self._start_assessment()
+
+    async def _wait_for_reopen(self) -> bool:
+        """After a resolve: wait out the policy's reopen window. True if reopened."""
+        window = self._policy.reopen_window
+        if window is None:
+            return False
+        self._reopen_until = self._resolved_at + window
+        try:
+            await workflow.wait_condition(
+                lambda: self._state != "resolved",
+                timeout=self._reopen_until - workflow.now(),
+                timeout_summary="reopen window",
+            )
+        except TimeoutError:
+            self._reopen_until = None
+            return False
+        return True
 
     # -- the AI assessment -------------------------------------------------------
     # One structured model call per escalation, in the background. The escalation
@@ -219,7 +317,7 @@ class EscalationWorkflow:
             case_id=case.case_id,
             title=case.title,
             description=case.description,
-            severity=case.severity,
+            severity=self._severity,
             account=case.account,
             data=case.data,
             customer_name=case.customer.name if case.customer else None,
@@ -301,7 +399,9 @@ class EscalationWorkflow:
     # Each action is a signal (fire-and-forget) and an update (answers the caller).
     # Update validators reject requests that are plainly refused, which costs no
     # history. Access refusals (wrong role or account) pass validation on purpose,
-    # so the handler can write them to the timeline as an audit trail.
+    # so the handler can write them to the timeline as an audit trail. Handlers are
+    # synchronous: the state changes before anything can interleave, so of many
+    # concurrent claims exactly one wins.
 
     @workflow.signal
     def claim(self, request: ClaimRequest) -> None:
@@ -309,8 +409,6 @@ class EscalationWorkflow:
 
     @workflow.update
     def try_claim(self, request: ClaimRequest) -> ActionResult:
-        # Synchronous on purpose: the state changes before anything can interleave,
-        # so of many concurrent claims exactly one wins.
         return self._as_update("claim", request.actor, lambda: self._claim(request))
 
     @try_claim.validator
@@ -339,7 +437,10 @@ class EscalationWorkflow:
 
     @try_escalate.validator
     def _validate_escalate(self, request: EscalateRequest) -> None:
-        self._reject_if(rules.escalate_refusal(request.actor, self._facts(), request.note))
+        self._reject_if(
+            rules.escalate_refusal(request.actor, self._facts(), request.note)
+            or self._bounce_refusal(routing.next_tier(self._policy, self._tier.level))
+        )
 
     @workflow.signal
     def add_note(self, request: AddNoteRequest) -> None:
@@ -353,27 +454,101 @@ class EscalationWorkflow:
     def _validate_add_note(self, request: AddNoteRequest) -> None:
         self._reject_if(rules.note_refusal(request.actor, self._facts()))
 
+    @workflow.signal
+    def hold(self, request: HoldRequest) -> None:
+        self._as_signal("hold", request.actor, lambda: self._put_on_hold(request))
+
+    @workflow.update
+    def try_hold(self, request: HoldRequest) -> ActionResult:
+        return self._as_update("hold", request.actor, lambda: self._put_on_hold(request))
+
+    @try_hold.validator
+    def _validate_hold(self, request: HoldRequest) -> None:
+        self._reject_if(rules.hold_refusal(request.actor, self._facts(), request.reason))
+
+    @workflow.signal
+    def resume(self, request: ResumeRequest) -> None:
+        self._as_signal("resume", request.actor, lambda: self._resume_by(request))
+
+    @workflow.update
+    def try_resume(self, request: ResumeRequest) -> ActionResult:
+        return self._as_update("resume", request.actor, lambda: self._resume_by(request))
+
+    @try_resume.validator
+    def _validate_resume(self, request: ResumeRequest) -> None:
+        self._reject_if(rules.resume_refusal(request.actor, self._facts()))
+
+    @workflow.signal
+    def deescalate(self, request: DeescalateRequest) -> None:
+        self._as_signal("deescalate", request.actor, lambda: self._deescalate(request))
+
+    @workflow.update
+    def try_deescalate(self, request: DeescalateRequest) -> ActionResult:
+        return self._as_update("deescalate", request.actor, lambda: self._deescalate(request))
+
+    @try_deescalate.validator
+    def _validate_deescalate(self, request: DeescalateRequest) -> None:
+        self._reject_if(
+            rules.deescalate_refusal(request.actor, self._facts(), request.reason)
+            or self._lower_tier_problem(request.to_level)
+        )
+
+    @workflow.signal
+    def set_severity(self, request: SetSeverityRequest) -> None:
+        self._as_signal("set_severity", request.actor, lambda: self._set_severity(request))
+
+    @workflow.update
+    def try_set_severity(self, request: SetSeverityRequest) -> ActionResult:
+        return self._as_update("set_severity", request.actor, lambda: self._set_severity(request))
+
+    @try_set_severity.validator
+    def _validate_set_severity(self, request: SetSeverityRequest) -> None:
+        self._reject_if(rules.severity_refusal(request.actor, self._facts()))
+
+    @workflow.signal
+    def reopen(self, request: ReopenRequest) -> None:
+        self._as_signal("reopen", request.actor, lambda: self._reopen(request))
+
+    @workflow.update
+    def try_reopen(self, request: ReopenRequest) -> ActionResult:
+        return self._as_update("reopen", request.actor, lambda: self._reopen(request))
+
+    @try_reopen.validator
+    def _validate_reopen(self, request: ReopenRequest) -> None:
+        self._reject_if(rules.reopen_refusal(request.actor, self._facts()))
+
     @workflow.query
     def status(self) -> CaseStatus:
+        deadline, _ = self._next_deadline()
+        hold_total = self._hold_total
+        if self._hold is not None:
+            hold_total += workflow.now() - self._hold.since
         return CaseStatus(
             case_id=self._case.case_id,
             title=self._case.title,
             state=self._state,
-            severity=self._case.severity,
+            severity=self._severity,
             account=self._case.account,
             tier_level=self._tier.level,
             tier_name=self._tier.name,
             team=self._tier.team,
             assignee=self._assignee,
-            escalations=len(self._escalations),
+            escalations=self._escalation_count(),
             sla_breached=self._sla_breached,
             created_at=self._created_at,
-            next_deadline=self._next_deadline(),
+            next_deadline=deadline,
             last_escalation=self._escalations[-1] if self._escalations else None,
             policy_name=self._policy.name,
             notes=tuple(self._notes),
             timeline=tuple(self._timeline),
             assessment=self._assessment,
+            hold=self._hold,
+            total_hold_seconds=hold_total.total_seconds(),
+            needs_review=self._needs_review,
+            reopened=self._reopened,
+            reopen_until=self._reopen_until,
+            notes_total=self._notes_total,
+            timeline_total=self._timeline_total,
         )
 
     @workflow.query
@@ -390,12 +565,15 @@ class EscalationWorkflow:
         self._assignee = request.actor.user
         if self._first_claim_at is None:
             self._first_claim_at = workflow.now()
+        self._activity_base = self._consumed_now()
         self._changes += 1
         self._record("claimed", f"claimed at {self._tier.label}", actor=request.actor.user)
         return "claimed"
 
     def _resolve(self, request: ResolveRequest) -> str:
         self._refuse_if(rules.resolve_refusal(request.actor, self._facts()))
+        if self._hold is not None:
+            self._resume(by=request.actor.user, why="resolved")
         self._state = "resolved"
         self._resolved_by = request.actor.user
         self._resolution_summary = request.summary
@@ -407,18 +585,95 @@ class EscalationWorkflow:
 
     def _escalate(self, request: EscalateRequest) -> str:
         self._refuse_if(rules.escalate_refusal(request.actor, self._facts(), request.note))
-        target = routing.next_tier(self._policy, self._tier.level)
-        assert target is not None  # escalate_refusal refuses on the final tier
-        self._escalate_to(target, by=request.actor.user, automatic=False, note=request.note)
-        return f"escalated to {target.label}"
+        receiver = routing.next_tier(self._policy, self._tier.level)
+        assert receiver is not None  # escalate_refusal refuses on the final tier
+        self._refuse_if(self._bounce_refusal(receiver))
+        self._move_to(receiver, by=request.actor.user, automatic=False, note=request.note)
+        return f"escalated to {receiver.label}"
 
     def _add_note(self, request: AddNoteRequest) -> str:
         self._refuse_if(rules.note_refusal(request.actor, self._facts()))
         self._notes.append(
             CaseNote(at=workflow.now(), author=request.actor.user, text=request.text)
         )
+        self._notes_total += 1
         self._record("note", _shorten(request.text, 200), actor=request.actor.user)
+        if request.actor.role == "customer" and self._hold is not None:
+            self._resume(by=request.actor.user, why="the customer replied")
+        self._touch()
         return "note added"
+
+    def _put_on_hold(self, request: HoldRequest) -> str:
+        self._refuse_if(rules.hold_refusal(request.actor, self._facts(), request.reason))
+        self._consumed = self._consumed_now()
+        self._running_since = None
+        self._hold = HoldState(
+            since=workflow.now(), reason=request.reason, by=request.actor.user, until=request.until
+        )
+        self._changes += 1
+        until = f" until {request.until:%Y-%m-%d %H:%M} UTC" if request.until else ""
+        self._record("hold", f"on hold{until}: {request.reason}", actor=request.actor.user)
+        return "on hold; SLA clocks paused"
+
+    def _resume_by(self, request: ResumeRequest) -> str:
+        self._refuse_if(rules.resume_refusal(request.actor, self._facts()))
+        self._resume(by=request.actor.user, why="resumed")
+        return "resumed; SLA clocks running"
+
+    def _resume(self, *, by: str, why: str) -> None:
+        assert self._hold is not None
+        held = workflow.now() - self._hold.since
+        self._hold_total += held
+        self._hold = None
+        self._running_since = workflow.now()
+        self._changes += 1
+        self._record("resumed", f"{why} after {_hours(held)} on hold", actor=by)
+
+    def _deescalate(self, request: DeescalateRequest) -> str:
+        self._refuse_if(
+            rules.deescalate_refusal(request.actor, self._facts(), request.reason)
+            or self._lower_tier_problem(request.to_level)
+        )
+        receiver = self._lower_tier(request.to_level)
+        self._refuse_if(self._bounce_refusal(receiver))
+        note = EscalationNote(reason=request.reason)
+        self._move_to(receiver, by=request.actor.user, automatic=False, note=note)
+        return f"de-escalated to {receiver.label}"
+
+    def _set_severity(self, request: SetSeverityRequest) -> str:
+        self._refuse_if(rules.severity_refusal(request.actor, self._facts()))
+        before, after = self._severity, request.severity
+        if before == after:
+            return f"severity is already {after}"
+        self._severity = after
+        self._changes += 1
+        self._record("severity", f"{before} → {after}", actor=request.actor.user)
+        self._touch()
+        override = self._policy.override_for(after)
+        # Raising re-routes at once; lowering never demotes a case.
+        if override is not None and override.route_to > self._tier.level:
+            receiver = self._policy.tier(override.route_to)
+            note = EscalationNote(reason=f"severity raised from {before} to {after}")
+            self._move_to(receiver, by=request.actor.user, automatic=False, note=note)
+            return f"severity {after}; re-routed to {receiver.label}"
+        return f"severity {after}"
+
+    def _reopen(self, request: ReopenRequest) -> str:
+        self._refuse_if(rules.reopen_refusal(request.actor, self._facts()))
+        self._reopened += 1
+        self._reopen_until = None
+        self._enter_tier(self._tier)  # handling restarts at the last tier
+        why = f": {request.reason}" if request.reason else ""
+        self._record("reopened", f"reopened at {self._tier.label}{why}", request.actor.user)
+        self._notify_tier("reopened")
+        return f"reopened at {self._tier.label}"
+
+    def _touch(self) -> None:
+        """Activity on a claimed case restarts its stale-claim clock."""
+        if self._state == "claimed":
+            self._activity_base = self._consumed_now()
+            if self._tier.stale_after is not None:
+                self._changes += 1
 
     # -- message plumbing ---------------------------------------------------------
 
@@ -428,11 +683,35 @@ class EscalationWorkflow:
             account=self._case.account,
             assignee=self._assignee,
             final_tier=routing.is_final(self._policy, self._tier.level),
+            lowest_tier=self._tier.level == self._policy.tiers[0].level,
+            on_hold=self._hold is not None,
+            reopenable=self._reopen_until is not None and workflow.now() < self._reopen_until,
         )
+
+    def _bounce_refusal(self, receiver: Tier | None) -> str | None:
+        if receiver is None:
+            return None
+        return rules.bounce_refusal(
+            self._moves, self._tier.level, receiver.level, self._policy.max_bounces
+        )
+
+    def _lower_tier_problem(self, to_level: int | None) -> str | None:
+        if to_level is None:
+            return None
+        levels = [t.level for t in self._policy.tiers]
+        if to_level not in levels or to_level >= self._tier.level:
+            lower = [str(level) for level in levels if level < self._tier.level]
+            return f"to_level {to_level} is not a lower tier (choose one of: {', '.join(lower)})"
+        return None
+
+    def _lower_tier(self, to_level: int | None) -> Tier:
+        if to_level is not None:
+            return self._policy.tier(to_level)
+        return [t for t in self._policy.tiers if t.level < self._tier.level][-1]
 
     def _perform(self, action: str, actor: Actor, apply: Callable[[], str]) -> str:
         try:
-            self._refuse_if(rules.access_refusal(actor, self._facts()))
+            self._refuse_if(rules.access_refusal(actor, self._facts(), action))
             return apply()
         except _Refused as refused:
             self._record("rejected", f"{action} refused: {refused.reason}", actor=actor.user)
@@ -474,7 +753,6 @@ class EscalationWorkflow:
         purpose: NotificationPurpose,
         *,
         from_tier: Tier | None = None,
-        deadline: Deadline | None = None,
         channel: str | None = None,
     ) -> None:
         tier = self._tier
@@ -486,7 +764,6 @@ class EscalationWorkflow:
             recipients=tier.notify,
             webhook=tier.webhook,
             from_tier=from_tier,
-            deadline=deadline or self._breach_deadline(),
             channel=channel,
         )
         summary = f"notify {tier.label.split(' ')[0]} {tier.team}"
@@ -495,17 +772,24 @@ class EscalationWorkflow:
         if tier.webhook:
             self._deliver(POST_WEBHOOK, notification, summary=f"{summary} webhook ({purpose})")
 
+    def _notify_assignee(self) -> None:
+        """Remind the assignee directly when their user name is an address, else
+        through their tier's recipients (the mail names them)."""
+        assignee = self._assignee or ""
+        if "@" in assignee and "." in assignee.split("@")[-1]:
+            notification = self._notification(
+                "stale_reminder", recipients=(assignee,), webhook=None, from_tier=None, channel=None
+            )
+            self._deliver(SEND_EMAIL, notification, summary=f"remind {assignee}")
+        else:
+            self._notify_tier("stale_reminder")
+
     def _notify_customer(self, purpose: NotificationPurpose = "customer_escalation") -> None:
         customer = self._case.customer
         if customer is None or customer.email is None:
             return
         notification = self._notification(
-            purpose,
-            recipients=(customer.email,),
-            webhook=None,
-            from_tier=None,
-            deadline=self._breach_deadline(),
-            channel=None,
+            purpose, recipients=(customer.email,), webhook=None, from_tier=None, channel=None
         )
         self._deliver(SEND_EMAIL, notification, summary=f"tell the customer ({purpose})")
 
@@ -521,7 +805,7 @@ class EscalationWorkflow:
             case=CaseBrief(
                 case_id=case.case_id,
                 title=case.title,
-                severity=case.severity,
+                severity=self._severity,
                 account=case.account,
                 description_excerpt=_shorten(case.description, DESCRIPTION_EXCERPT_CHARS),
                 customer_name=case.customer.name if case.customer else None,
@@ -530,6 +814,7 @@ class EscalationWorkflow:
             from_tier=_tier_ref(from_tier) if from_tier else None,
             escalations=tuple(self._escalations),
             notes=tuple(self._notes),
+            deadline=self._breach_deadline(),
             assessment=self._assessment,
             occurred_at=workflow.now(),
             **fields,
@@ -562,23 +847,172 @@ class EscalationWorkflow:
         finally:
             self._deliveries_in_flight -= 1
 
+    # -- clocks -------------------------------------------------------------------
+
+    def _calendar(self):
+        return self._policy.calendar_for(self._tier.level) or ALWAYS_OPEN
+
+    def _consumed_now(self) -> timedelta:
+        if self._running_since is None:
+            return self._consumed
+        running = business_time_between(self._running_since, workflow.now(), self._calendar())
+        return self._consumed + running
+
+    def _position(self) -> sla.Position:
+        return sla.Position(
+            tier_level=self._tier.level,
+            claimed=self._state == "claimed",
+            response_base=self._response_base,
+            activity_base=self._activity_base,
+            assignee=self._assignee,
+        )
+
+    def _next_deadline(self) -> tuple[Deadline | None, sla.Target | None]:
+        if self._state == "resolved":
+            return None, None
+        if self._hold is not None:
+            return self._hold_end(), None
+        target = sla.next_target(self._policy, self._position(), self._fired)
+        if target is None:
+            return None, None
+        at = self._instant(target)
+        return sla.as_deadline(target, at, self._tier.level), target
+
+    def _instant(self, target: sla.Target):
+        return sla.instant_of(
+            target,
+            consumed_at_start=self._consumed,
+            running_since=self._running_since,
+            calendar=self._calendar(),
+        )
+
+    def _hold_end(self) -> Deadline | None:
+        hold = self._hold
+        ends = [moment for moment in (hold.until,) if moment is not None]
+        if self._policy.max_hold is not None:
+            ends.append(hold.since + self._policy.max_hold)
+        if not ends:
+            return None
+        at = min(ends)
+        why = "the hold's until time" if at == hold.until else "max_hold reached"
+        return Deadline(
+            at=at,
+            kind="resume",
+            clock="hold",
+            tier_level=self._tier.level,
+            label="hold ends",
+            consequence=f"resume the SLA clocks ({why})",
+        )
+
+    def _breach_deadline(self) -> Deadline | None:
+        """The deadline people must beat in the current tier (shown in notifications)."""
+        target = sla.breach_target(self._policy, self._position())
+        if target is None or self._running_since is None:
+            return None
+        return sla.as_deadline(target, self._instant(target), self._tier.level)
+
+    # -- continue-as-new ----------------------------------------------------------
+
+    def _ready_to_continue_as_new(self) -> bool:
+        info = workflow.info()
+        long = (
+            info.is_continue_as_new_suggested()
+            or info.get_current_history_length() >= self._case.continue_as_new_after
+        )
+        # Only between messages and with nothing in flight, so nothing is lost.
+        return (
+            long
+            and self._deliveries_in_flight == 0
+            and (self._assessment_task is None or self._assessment_task.done())
+            and workflow.all_handlers_finished()
+        )
+
+    def _continue_as_new(self) -> None:
+        self._record(
+            "continued_as_new",
+            f"history continued in a new run after {workflow.info().get_current_history_length()}"
+            " events",
+        )
+        workflow.continue_as_new(self._case.model_copy(update={"carried": self._carried()}))
+
+    def _carried(self) -> CarriedState:
+        return CarriedState(
+            created_at=self._created_at,
+            severity=self._severity,
+            tier_level=self._tier.level,
+            state=self._state,
+            assignee=self._assignee,
+            first_claim_at=self._first_claim_at,
+            resolved_by=self._resolved_by,
+            resolution_summary=self._resolution_summary,
+            resolved_at=self._resolved_at,
+            sla_breached=self._sla_breached,
+            needs_review=self._needs_review,
+            escalations=tuple(self._escalations),
+            moves=tuple(self._moves),
+            notes=tuple(self._notes[-NOTES_CARRIED:]),
+            notes_total=self._notes_total,
+            timeline=tuple(self._timeline[-TIMELINE_CARRIED:]),
+            timeline_total=self._timeline_total,
+            running_since=self._running_since,
+            consumed=self._consumed,
+            response_base=self._response_base,
+            activity_base=self._activity_base,
+            fired=tuple(sorted(self._fired)),
+            hold=self._hold,
+            hold_total=self._hold_total,
+            notifications_sent=self._notifications_sent,
+            reopened=self._reopened,
+            assessment=self._assessment,
+        )
+
+    def _restore(self, carried: CarriedState) -> None:
+        self._created_at = carried.created_at
+        self._severity = carried.severity
+        self._tier = self._policy.tier(carried.tier_level)
+        self._state = carried.state
+        self._assignee = carried.assignee
+        self._first_claim_at = carried.first_claim_at
+        self._resolved_by = carried.resolved_by
+        self._resolution_summary = carried.resolution_summary
+        self._resolved_at = carried.resolved_at
+        self._sla_breached = carried.sla_breached
+        self._needs_review = carried.needs_review
+        self._escalations = list(carried.escalations)
+        self._moves = [tuple(move) for move in carried.moves]
+        self._notes = list(carried.notes)
+        self._notes_total = carried.notes_total
+        self._timeline = list(carried.timeline)
+        self._timeline_total = carried.timeline_total
+        self._running_since = carried.running_since
+        self._consumed = carried.consumed
+        self._response_base = carried.response_base
+        self._activity_base = carried.activity_base
+        self._fired = set(carried.fired)
+        self._hold = carried.hold
+        self._hold_total = carried.hold_total
+        self._notifications_sent = carried.notifications_sent
+        self._reopened = carried.reopened
+        self._assessment = carried.assessment
+
     # -- visibility ---------------------------------------------------------------
 
     def _publish_search_attributes(self) -> None:
         """Upsert what changed since the last publish, so the UI and `escalator list`
         filter on the live state. Only ids and labels go here: search attributes
         are never encrypted, so no customer data or free text."""
-        deadline = self._next_deadline()
+        deadline, _ = self._next_deadline()
         current = {
             search.CASE_STATUS: self._state,
             search.CASE_TIER: self._tier.level,
             search.CASE_TIER_NAME: self._tier.name,
             search.CASE_TEAM: self._tier.team,
-            search.CASE_SEVERITY: self._case.severity,
+            search.CASE_SEVERITY: self._severity,
             search.CASE_ASSIGNEE: self._assignee,
             search.CASE_ACCOUNT: self._case.account,
             search.SLA_BREACHED: self._sla_breached,
             search.NEXT_DEADLINE: deadline.at if deadline else None,
+            search.NEEDS_REVIEW: self._needs_review,
         }
         updates = [
             key.value_set(value) if value is not None else key.value_unset()
@@ -591,31 +1025,14 @@ class EscalationWorkflow:
 
     # -- small helpers ------------------------------------------------------------
 
-    def _next_deadline(self) -> Deadline | None:
-        if self._state == "resolved":
-            return None
-        return sla.next_deadline(
-            self._policy,
-            tier_level=self._tier.level,
-            entered_at=self._entered_tier_at,
-            claimed=self._state == "claimed",
-            fired=self._fired_deadlines,
-        )
-
-    def _breach_deadline(self) -> Deadline | None:
-        """The deadline people must beat in the current tier (shown in notifications)."""
-        clocks = sla.clock_deadlines(
-            self._policy,
-            tier_level=self._tier.level,
-            entered_at=self._entered_tier_at,
-            claimed=self._state == "claimed",
-        )
-        return clocks[1] if clocks else None
+    def _escalation_count(self) -> int:
+        return sum(1 for e in self._escalations if e.to_level > e.from_level)
 
     def _record(self, kind: str, detail: str, actor: str | None = None) -> None:
         self._timeline.append(
             TimelineEvent(at=workflow.now(), kind=kind, detail=detail, actor=actor)
         )
+        self._timeline_total += 1
         # Every change is recorded here, so this keeps the Web UI's briefing current.
         workflow.set_current_details(briefing.render_briefing(self.status()))
 
@@ -628,10 +1045,14 @@ class EscalationWorkflow:
             resolved_by=self._resolved_by or "",
             summary=self._resolution_summary,
             final_tier=self._tier.level,
-            escalations=len(self._escalations),
+            escalations=self._escalation_count(),
             seconds_to_first_claim=seconds_since_creation(self._first_claim_at),
             seconds_to_resolution=seconds_since_creation(self._resolved_at) or 0.0,
             timeline=tuple(self._timeline),
+            sla_breached=self._sla_breached,
+            total_hold_seconds=self._hold_total.total_seconds(),
+            reopened=self._reopened,
+            needs_review=self._needs_review,
         )
 
 
@@ -641,3 +1062,9 @@ def _tier_ref(tier: Tier) -> TierRef:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _hours(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"

@@ -1,0 +1,277 @@
+"""Service-desk SLA semantics on the time-skipping server: business hours, holds,
+thresholds, de-escalation, ping-pong, severity, repeats, stale claims, reopen, and
+continue-as-new under a flood of notes."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from support import DEFAULT_POLICY, HOUR, Desk, actor, eventually
+
+from escalator.business_time import BusinessCalendar, add_business_time
+from escalator.errors import InvalidInput
+from escalator.policy import Policy
+from starter import ActionRefused
+
+MIN = timedelta(minutes=1)
+NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"]}
+
+
+def policy_with(**changes) -> Policy:
+    """The default policy with top-level fields changed and tiers patched by level,
+    validated like any policy file."""
+    data = DEFAULT_POLICY.model_dump(mode="json")
+    for level, fields in changes.pop("tier_changes", {}).items():
+        next(t for t in data["tiers"] if t["level"] == level).update(fields)
+    data.update(changes)
+    return Policy.model_validate(data)
+
+
+def hours_after_creation(status, kind: str) -> list[float]:
+    return [
+        round((e.at - status.created_at).total_seconds() / 3600, 3)
+        for e in status.timeline
+        if e.kind == kind
+    ]
+
+
+async def test_business_hours_count_only_open_time(desk: Desk):
+    calendar = BusinessCalendar.model_validate(
+        {
+            "timezone": "Europe/Berlin",
+            "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+        }
+    )
+    policy = policy_with(calendar=calendar.model_dump(mode="json"))
+    await desk.start("bh-1", policy=policy)
+    status = await desk.status("bh-1")
+    breach_at = add_business_time(status.created_at, 4 * HOUR, calendar)
+    local = breach_at.astimezone(calendar.zone)
+    assert local.weekday() < 5 and 9 <= local.hour <= 17  # inside business hours
+    warning = status.next_deadline
+    assert warning.at == add_business_time(status.created_at, 3 * HOUR, calendar)
+
+    await desk.after(breach_at - status.created_at - MIN)
+    assert (await desk.status("bh-1")).tier_level == 1
+    await desk.after(2 * MIN)
+    status = await desk.status("bh-1")
+    assert status.tier_level == 2
+    escalated = next(e for e in status.timeline if e.kind == "escalated")
+    assert abs((escalated.at - breach_at).total_seconds()) < 1
+
+
+async def test_hold_pauses_the_clock_and_the_case_keeps_its_remaining_time(desk: Desk):
+    await desk.start("hold-1")
+    await desk.after(HOUR)
+    answer = await desk.escalator.hold("hold-1", actor("alice"), "waiting on the customer's logs")
+    assert "paused" in answer.message
+    assert (await desk.status("hold-1")).next_deadline is None  # no max_hold, no until
+    await desk.after(10 * HOUR)
+    status = await desk.status("hold-1")
+    assert (status.tier_level, status.hold.reason) == (1, "waiting on the customer's logs")
+
+    await desk.escalator.resume("hold-1", actor("alice"))
+    status = await desk.status("hold-1")
+    assert status.total_hold_seconds == pytest.approx(10 * 3600, abs=5)
+    # 1h of the 4h first response was used: the warning (3h) is 2h away, the breach 3h.
+    assert status.next_deadline.at - status.timeline[-1].at == pytest.approx(2 * HOUR, abs=MIN)
+    await desk.after(3 * HOUR + MIN)
+    status = await desk.status("hold-1")
+    assert status.tier_level == 2
+    assert hours_after_creation(status, "escalated") == pytest.approx([14.0], abs=0.02)
+
+    with pytest.raises(InvalidInput, match="reason is required"):
+        await desk.escalator.hold("hold-1", actor("bob"), " ")
+
+
+async def test_max_hold_resumes_by_itself_and_a_customer_note_resumes_too(desk: Desk):
+    await desk.start("hold-2", policy=policy_with(max_hold="2h"))
+    await desk.escalator.hold("hold-2", actor("alice"), "vendor ticket open")
+    status = await desk.status("hold-2")
+    assert (status.next_deadline.kind, status.next_deadline.label) == ("resume", "hold ends")
+    await desk.after(2 * HOUR + MIN)
+    status = await desk.status("hold-2")
+    assert status.hold is None
+    resumed = [e for e in status.timeline if e.kind == "resumed"]
+    assert resumed[-1].actor == "system" and "max_hold" in resumed[-1].detail
+
+    await desk.escalator.hold("hold-2", actor("alice"), "waiting on the customer")
+    await desk.escalator.add_note("hold-2", actor("jane", role="customer"), "here are the logs")
+    status = await desk.status("hold-2")
+    assert status.hold is None
+    assert [e.actor for e in status.timeline if e.kind == "resumed"][-1] == "jane"
+    with pytest.raises(ActionRefused, match="customer"):
+        await desk.escalator.claim("hold-2", actor("jane", role="customer"))
+
+
+async def test_each_warning_threshold_fires_once(desk: Desk):
+    await desk.start("warn-3", policy=policy_with(warn_at=[0.5, 0.75, 0.9]))
+    await desk.after(3 * HOUR + 50 * MIN)
+    status = await desk.status("warn-3")
+    assert hours_after_creation(status, "sla_warning") == [2.0, 3.0, 3.6]
+    await eventually(lambda: desk.notifier.purposes("warn-3").count(("warning", 1)) == 3)
+
+
+async def test_deescalation_needs_a_reason_and_the_assignee_or_an_admin(desk: Desk):
+    await desk.start("de-1")
+    await desk.escalator.escalate("de-1", actor("alice"), NOTE)
+    await desk.escalator.claim("de-1", actor("bob"))
+    with pytest.raises(ActionRefused, match="only the assignee"):
+        await desk.escalator.deescalate("de-1", actor("carol"), "fix deployed, monitor")
+    answer = await desk.escalator.deescalate("de-1", actor("bob"), "fix deployed; L1 monitors")
+    assert answer.message == "de-escalated to L1 Front-Line Support"
+    status = await desk.status("de-1")
+    assert (status.tier_level, status.state, status.escalations) == (1, "open", 1)
+    entry = await eventually(lambda: [n for n in desk.notifier.sent if n.purpose == "deescalation"])
+    assert entry[0].tier.level == 1 and entry[0].from_tier.level == 2
+    assert entry[0].escalations[-1].note.reason == "fix deployed; L1 monitors"
+
+
+async def test_ping_pong_is_refused_after_max_bounces_and_flagged(desk: Desk):
+    await desk.start("pp-1")
+    admin = actor("ann", role="admin")
+    await desk.escalator.escalate("pp-1", admin, NOTE)  # L1 -> L2
+    await desk.escalator.deescalate("pp-1", admin, "back to L1")  # bounce 1
+    assert not (await desk.status("pp-1")).needs_review
+    await desk.escalator.escalate("pp-1", admin, NOTE)  # bounce 2 = max_bounces
+    status = await desk.status("pp-1")
+    assert status.needs_review and status.tier_level == 2
+    with pytest.raises(ActionRefused, match="bounced between L1 and L2 2 times"):
+        await desk.escalator.deescalate("pp-1", admin, "back again")
+    # The SLA still escalates by itself: only manual moves are refused.
+    await desk.after(2 * HOUR + MIN)
+    assert (await desk.status("pp-1")).tier_level == 3
+
+
+async def test_raising_severity_reroutes_and_lowering_never_demotes(desk: Desk):
+    await desk.start("sev-1", severity="P3")
+    answer = await desk.escalator.set_severity("sev-1", actor("alice"), "P1")
+    assert answer.message == "severity P1; re-routed to L3 Engineering"
+    status = await desk.status("sev-1")
+    assert (status.tier_level, status.severity) == (3, "P1")
+    await desk.escalator.set_severity("sev-1", actor("alice"), "P4")
+    status = await desk.status("sev-1")
+    assert (status.tier_level, status.severity) == (3, "P4")
+    with pytest.raises(Exception, match="severity"):
+        await desk.escalator.set_severity("sev-1", actor("alice"), "P9")
+
+
+async def test_final_tier_is_renotified_until_max_repeats(desk: Desk):
+    policy = policy_with(tier_changes={3: {"repeat_every": "30m", "max_repeats": 2}})
+    await desk.start("rep-1", severity="P0", policy=policy)  # P0 starts at L3 (1h)
+    await desk.after(4 * HOUR)
+    status = await desk.status("rep-1")
+    assert hours_after_creation(status, "repeat") == [1.5, 2.0]
+    await eventually(lambda: desk.notifier.purposes("rep-1").count(("repeat", 3)) == 2)
+
+
+async def test_stale_claim_reminds_the_assignee_then_releases_it(desk: Desk):
+    policy = policy_with(tier_changes={1: {"stale_after": "2h"}})
+    await desk.start("stale-1", policy=policy)
+    await desk.escalator.claim("stale-1", actor("alice@example.com"))
+    await desk.after(HOUR)
+    await desk.escalator.add_note("stale-1", actor("alice@example.com"), "looking into it")
+    await desk.after(2 * HOUR + MIN)  # 2h after the note: reminder
+    status = await desk.status("stale-1")
+    assert hours_after_creation(status, "stale_reminder") == pytest.approx([3.0], abs=0.02)
+    reminder = await eventually(
+        lambda: [n for n in desk.notifier.sent if n.purpose == "stale_reminder"]
+    )
+    assert reminder[0].recipients == ("alice@example.com",)
+    await desk.after(2 * HOUR)  # 4h after the note: released
+    status = await desk.status("stale-1")
+    assert (status.state, status.assignee, status.tier_level) == ("open", None, 1)
+    assert hours_after_creation(status, "claim_released") == pytest.approx([5.0], abs=0.02)
+    # The tier gets a fresh first-response window (4h) from the release.
+    assert status.next_deadline.label == "L1 first-response warning"
+
+
+async def test_reopen_keeps_the_original_creation_time(desk: Desk):
+    await desk.start("re-1", policy=policy_with(reopen_window="1h"))
+    await desk.escalator.claim("re-1", actor("alice"))
+    await desk.escalator.resolve("re-1", actor("alice"), "restarted the service")
+    await desk.after(30 * MIN)
+    answer = await desk.escalator.reopen("re-1", actor("jane", role="customer"), "it broke again")
+    assert answer.state == "open" and answer.tier_level == 1
+    await desk.after(HOUR)
+    await desk.escalator.claim("re-1", actor("alice"))
+    await desk.escalator.resolve("re-1", actor("alice"), "replaced the certificate")
+    with pytest.raises(ActionRefused, match="already resolved"):
+        await desk.escalator.resolve("re-1", actor("alice"), "again")
+    await desk.after(HOUR + MIN)  # the window closes; the case completes
+    outcome = await desk.escalator.outcome("re-1")
+    assert (outcome.reopened, outcome.summary) == (1, "replaced the certificate")
+    assert outcome.seconds_to_resolution == pytest.approx(1.5 * 3600, abs=60)
+
+
+async def test_reopen_after_the_window_is_refused(desk: Desk):
+    await desk.start("re-2", policy=policy_with(reopen_window="1h"))
+    await desk.escalator.resolve("re-2", actor("alice"), "done")
+    await desk.after(2 * HOUR)
+    with pytest.raises(ActionRefused, match="closed"):
+        await desk.escalator.reopen("re-2", actor("alice"))
+
+
+async def test_a_flood_of_notes_continues_as_new_and_loses_nothing(desk: Desk):
+    await desk.start("flood", continue_as_new_after=150)
+    first_run = (
+        (await desk.env.client.get_workflow_handle("case-flood").fetch_history())
+        .events[0]
+        .workflow_execution_started_event_attributes.original_execution_run_id
+    )
+    handle = desk.env.client.get_workflow_handle("case-flood")
+    from escalator.models import AddNoteRequest
+
+    for batch in range(6):
+        await asyncio.gather(
+            *(
+                handle.signal(
+                    "add_note",
+                    AddNoteRequest(actor=actor("alice"), text=f"note {batch * 50 + i}"),
+                )
+                for i in range(50)
+            )
+        )
+    status = await eventually(
+        lambda: _when(desk.status("flood"), lambda s: s.notes_total == 300), within=30
+    )
+    assert status.notes[-1].text.startswith("note ")
+    texts = {n.text for n in status.notes}
+    assert len(texts) == len(status.notes)  # no duplicates carried over
+    assert status.timeline_total >= 300
+    runs = await _run_ids(desk, "case-flood")
+    assert len(runs) > 1 and first_run in runs  # it did continue as new
+    # The case still works after the boundary: its SLA escalates on time.
+    await desk.after(4 * HOUR + MIN)
+    status = await desk.status("flood")
+    assert status.tier_level == 2 and status.notes_total == 300
+
+
+async def _when(awaitable, predicate):
+    value = await awaitable
+    return value if predicate(value) else None
+
+
+async def _run_ids(desk: Desk, workflow_id: str) -> set[str]:
+    from temporalio.api.common.v1 import WorkflowExecution
+    from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+
+    latest = await desk.env.client.workflow_service.describe_workflow_execution(
+        DescribeWorkflowExecutionRequest(
+            namespace=desk.env.client.namespace,
+            execution=WorkflowExecution(workflow_id=workflow_id),
+        )
+    )
+    info = latest.workflow_execution_info
+    return {info.execution.run_id, info.first_run_id}
+
+
+def test_calendar_days_are_business_days_in_the_example():
+    # Sanity of the fixture calendar used above: Sunday is closed.
+    calendar = BusinessCalendar.model_validate(
+        {"timezone": "Europe/Berlin", "hours": {"mon": ["09:00-17:00"]}}
+    )
+    sunday = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    assert add_business_time(sunday, HOUR, calendar) == datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
