@@ -34,6 +34,9 @@ examples:
   escalator resolve 123 --user bob --role engineer --summary "cleared cert cache"
   escalator list --status open --json
   escalator draft 123 --audience client_update   # re-word the saved AI assessment
+  escalator hold 123 --user alice --reason "waiting on the customer's logs"
+  escalator deescalate 123 --user bob --reason "fix deployed; L1 monitors"
+  escalator severity 123 --user alice P1         # raising re-routes; lowering never demotes
   escalator queue --team support-specialists     # unclaimed, nearest deadline first
 
 exit codes: 0 ok, 1 refused by the case, 2 invalid input or unknown case,
@@ -77,6 +80,26 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-mail", action="store_true", help="do not run the mail catcher")
 
     command("worker", "run a worker (configured by environment variables)", "escalator worker")
+    keygen = command(
+        "keygen",
+        "print a new ESCALATOR_ENCRYPTION_KEY entry (id:key)",
+        "escalator keygen --id k2026",
+    )
+    keygen.add_argument("--id", help="key id (default: k<YYYYMMDD>)")
+    codec = command(
+        "codec-server",
+        "let the Web UI decrypt payloads (needs the worker's keys)",
+        "escalator codec-server --port 8888 --origin http://localhost:8080",
+    )
+    codec.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
+    codec.add_argument("--port", type=_port, default=8888, help="port (8888)")
+    codec.add_argument(
+        "--origin",
+        action="append",
+        type=_origin,
+        metavar="URL",
+        help="Web UI origin allowed to call it (repeat; default :8233 and :8080 on localhost)",
+    )
 
     start = command("start", "open a case", 'escalator start --case-id 123 --title "VPN down"')
     start.add_argument("--case-id", required=True)
@@ -120,6 +143,29 @@ def build_parser() -> argparse.ArgumentParser:
     escalate.add_argument("--next-step", help="suggested next step for the receiving tier")
     note = acting("note", "add a note to a case", 'escalator note 123 --user alice --text "..."')
     note.add_argument("--text", required=True)
+    hold = acting(
+        "hold",
+        "pause the SLA clocks while the case waits",
+        'escalator hold 123 --user alice --reason "waiting on logs"',
+    )
+    hold.add_argument("--reason", default="", help="what the case waits for (required)")
+    hold.add_argument("--until", help="resume by itself then (ISO time, e.g. 2026-12-01T09:00Z)")
+    acting("resume", "end a hold; the SLA clocks run again", "escalator resume 123 --user alice")
+    deescalate = acting(
+        "deescalate",
+        "return the case to a lower tier for follow-up",
+        'escalator deescalate 123 --user bob --reason "fix deployed; monitor"',
+    )
+    deescalate.add_argument("--reason", default="", help="why (required)")
+    deescalate.add_argument("--to-level", type=int, help="default: the next lower tier")
+    severity = acting(
+        "severity", "change the severity (raising re-routes)", "escalator severity 123 --user a P1"
+    )
+    severity.add_argument("severity", help="P0..P4")
+    reopen = acting(
+        "reopen", "reopen a resolved case within the reopen window", "escalator reopen 123 --user a"
+    )
+    reopen.add_argument("--reason", default="")
 
     draft = command(
         "draft",
@@ -187,6 +233,21 @@ async def _run(args: argparse.Namespace) -> int:
             task_queue=os.environ.get("ESCALATOR_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
         )
         return await Stack(options).run()
+    if args.command == "keygen":
+        from datetime import UTC, datetime
+
+        from escalator.codec import generate_key_entry
+
+        print(generate_key_entry(args.id or f"k{datetime.now(UTC):%Y%m%d}"))
+        return EXIT_OK
+    if args.command == "codec-server":
+        import logging
+
+        from escalator.codec_server import DEFAULT_ORIGINS, run_codec_server
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+        await run_codec_server(args.host, args.port, args.origin or list(DEFAULT_ORIGINS))
+        return EXIT_OK
     if args.command == "worker":
         from escalator.worker_runtime import run_worker
 
@@ -199,7 +260,17 @@ async def _run(args: argparse.Namespace) -> int:
         print(f"started case {case.case_id} ({workflow_id})")
         print(f"  {_ui_link(args, workflow_id)}")
         return EXIT_OK
-    if args.command in {"claim", "resolve", "escalate", "note"}:
+    if args.command in {
+        "claim",
+        "resolve",
+        "escalate",
+        "note",
+        "hold",
+        "resume",
+        "deescalate",
+        "severity",
+        "reopen",
+    }:
         return await _act(args)
     if args.command == "status":
         from escalator.cli_output import render_status
@@ -232,6 +303,11 @@ async def _act(args: argparse.Namespace) -> int:
 
     actor = _validated_flags(Actor, {"user": args.user, "role": args.role, "account": args.account})
     wait = not args.no_wait
+    if args.command == "severity":
+        from escalator.policy import SEVERITIES
+
+        if args.severity not in SEVERITIES:
+            raise InvalidInput(f"severity: {args.severity!r} is not one of {', '.join(SEVERITIES)}")
     escalator = await _connect(args)
     if args.command == "claim":
         answer = await escalator.claim(args.case_id, actor, wait=wait)
@@ -239,6 +315,19 @@ async def _act(args: argparse.Namespace) -> int:
         answer = await escalator.resolve(args.case_id, actor, args.summary, wait=wait)
     elif args.command == "note":
         answer = await escalator.add_note(args.case_id, actor, args.text, wait=wait)
+    elif args.command == "hold":
+        until = _parse_time(args.until) if args.until else None
+        answer = await escalator.hold(args.case_id, actor, args.reason, until=until, wait=wait)
+    elif args.command == "resume":
+        answer = await escalator.resume(args.case_id, actor, wait=wait)
+    elif args.command == "deescalate":
+        answer = await escalator.deescalate(
+            args.case_id, actor, args.reason, to_level=args.to_level, wait=wait
+        )
+    elif args.command == "severity":
+        answer = await escalator.set_severity(args.case_id, actor, args.severity, wait=wait)
+    elif args.command == "reopen":
+        answer = await escalator.reopen(args.case_id, actor, args.reason, wait=wait)
     else:
         note = {
             "reason": args.reason,
@@ -328,6 +417,25 @@ def _validated_flags(model, fields: dict):
         field, _, reason = message.partition(": ")
         flag = "--" + field.replace(".", "-").replace("_", "-")
         raise InvalidInput(f"{flag}: {reason}") from None
+
+
+def _parse_time(text: str):
+    from datetime import UTC, datetime
+
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(f"--until: {text!r} is not an ISO time like 2026-12-01T09:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _origin(text: str) -> str:
+    from escalator.codec_server import check_origin
+
+    try:
+        return check_origin(text)
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _settings(args: argparse.Namespace) -> TemporalSettings:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from escalator.codec import data_converter
 from escalator.errors import EscalatorError
 from escalator.settings import TemporalSettings
 
@@ -14,6 +14,7 @@ class TemporalUnavailable(EscalatorError):
 
 
 async def connect(settings: TemporalSettings) -> Client:
+    converter = data_converter()  # a bad ESCALATOR_ENCRYPTION_KEY fails here, before I/O
     try:
         return await Client.connect(
             settings.address,
@@ -21,11 +22,27 @@ async def connect(settings: TemporalSettings) -> Client:
             api_key=settings.api_key,
             tls=settings.tls,
             # Every client and worker uses the pydantic converter, so our models
-            # (datetimes, timedeltas, tuples) round-trip exactly.
-            data_converter=pydantic_data_converter,
+            # (datetimes, timedeltas, tuples) round-trip exactly; with
+            # ESCALATOR_ENCRYPTION_KEY set, payloads are AES-GCM encrypted too.
+            data_converter=converter,
         )
     except RuntimeError as error:
         raise TemporalUnavailable(
             f"cannot reach Temporal at {settings.address} (namespace {settings.namespace}): "
-            f"{str(error).splitlines()[0]}; start it with `escalator up` or set TEMPORAL_ADDRESS"
+            f"{_short_cause(str(error))}; start it with `escalator up` or set TEMPORAL_ADDRESS"
         ) from None
+
+
+def _short_cause(text: str) -> str:
+    # The transport error is a nested Rust debug string; the first known phrase says it all.
+    for phrase in (
+        "Connection refused",
+        "timed out",
+        "dns error",
+        "certificate",
+        "Unauthenticated",
+    ):
+        if phrase.lower() in text.lower():
+            return phrase.lower()
+    first = text.splitlines()[0] if text else "unknown error"
+    return first if len(first) <= 120 else first[:119] + "…"

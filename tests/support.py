@@ -208,8 +208,11 @@ class WorkerProcess:
         import os
         import sys
 
+        # A developer's own key must not make the worker encrypt what the tests'
+        # plain clients read.
+        inherited = {k: v for k, v in os.environ.items() if k != "ESCALATOR_ENCRYPTION_KEY"}
         self.env = {
-            **os.environ,
+            **inherited,
             "TEMPORAL_ADDRESS": temporal_address,
             "TEMPORAL_NAMESPACE": "default",
             "ESCALATOR_TASK_QUEUE": task_queue,

@@ -253,3 +253,20 @@ def test_queue_lists_unclaimed_cases_nearest_deadline_first(stack):
     assert deadlines == sorted(deadlines)
     human = stack.cli("queue", "--team", "no-such-team")
     assert human.returncode == 0 and human.stdout.strip() == "no cases match"
+
+
+def test_hold_resume_and_severity_from_the_cli(stack):
+    assert start(stack, "cli-hold", "--severity", "P3").returncode == 0  # starts at L1
+    held = stack.cli("hold", "cli-hold", "--user", "alice", "--reason", "waiting on logs")
+    assert held.returncode == 0, held.stderr
+    assert "paused" in held.stdout
+    status = json.loads(stack.cli("status", "cli-hold", "--json").stdout)
+    assert status["hold"]["reason"] == "waiting on logs" and status["next_deadline"] is None
+    again = stack.cli("hold", "cli-hold", "--user", "alice", "--reason", "again")
+    assert again.returncode == 1 and "already on hold" in again.stderr
+    assert stack.cli("resume", "cli-hold", "--user", "alice").returncode == 0
+    raised = stack.cli("severity", "cli-hold", "--user", "alice", "P1")
+    assert raised.returncode == 0, raised.stderr
+    assert "re-routed to L3 Engineering" in raised.stdout
+    bad = stack.cli("severity", "cli-hold", "--user", "alice", "P9")
+    assert bad.returncode == 2 and "not one of P0" in bad.stderr
