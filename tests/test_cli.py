@@ -265,8 +265,8 @@ def test_hold_resume_and_severity_from_the_cli(stack):
     again = stack.cli("hold", "cli-hold", "--user", "alice", "--reason", "again")
     assert again.returncode == 1 and "already on hold" in again.stderr
     assert stack.cli("resume", "cli-hold", "--user", "alice").returncode == 0
-    raised = stack.cli("severity", "cli-hold", "--user", "alice", "P1")
+    raised = stack.cli("severity", "cli-hold", "--user", "alice", "P2")  # P2 -> L2 here
     assert raised.returncode == 0, raised.stderr
-    assert "re-routed to L3 Engineering" in raised.stdout
+    assert "re-routed to L2 Specialist Support" in raised.stdout
     bad = stack.cli("severity", "cli-hold", "--user", "alice", "P9")
     assert bad.returncode == 2 and "not one of P0" in bad.stderr
