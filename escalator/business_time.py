@@ -165,7 +165,7 @@ class BusinessCalendar(BaseModel):
 
     @property
     def zone(self) -> ZoneInfo:
-        return ZoneInfo(self.timezone)  # ZoneInfo caches instances by key
+        return _zone(self.timezone)
 
     def ranges_on(self, day: date) -> tuple[tuple[int, int], ...]:
         """Open ranges of a local day as (start, end) minutes after midnight; () if closed."""
@@ -200,6 +200,14 @@ def _format_range(start: int, end: int) -> str:
 
 
 # -- the engine ---------------------------------------------------------------
+
+
+def _zone(key: str) -> ZoneInfo:
+    zone = ZoneInfo(key)  # cached by key, so this is cheap
+    # Imported inside Temporal's workflow sandbox without being passed through, this
+    # module sees a restricted proxy of ZoneInfo whose instances datetime refuses as a
+    # tzinfo. A bound method's __self__ is the real zone, here and outside the sandbox.
+    return zone.utcoffset.__self__
 
 
 def _utc(moment: datetime, name: str) -> datetime:

@@ -268,3 +268,22 @@ async def test_policy_snapshot_round_trips_through_temporal(desk: Desk):
         started.input.payloads, [CaseInput]
     )
     assert case.policy == DEFAULT_POLICY
+
+
+async def test_malformed_signal_is_recorded_and_changes_nothing(desk: Desk):
+    await desk.start("bad-signal")
+    handle = desk.env.client.get_workflow_handle("case-bad-signal")
+    await handle.signal("claim", {"actor": {"user": "mallory", "role": "superuser"}})
+    await handle.signal("add_note", {"actor": {"user": "eve", "role": "engineer"}, "text": 42})
+    await handle.signal("claim", "not even an object")
+    status = await eventually(lambda: _with_rejections(desk.status("bad-signal"), 3), within=10)
+    rejected = [e for e in status.timeline if e.kind == "rejected"]
+    assert "actor.role" in rejected[0].detail and rejected[0].actor == "mallory"
+    assert "text" in rejected[1].detail
+    assert all("malformed payload" in e.detail and "\n" not in e.detail for e in rejected)
+    assert (status.state, status.assignee, status.notes_total) == ("open", None, 0)
+
+
+async def _with_rejections(awaitable, count: int):
+    status = await awaitable
+    return status if sum(e.kind == "rejected" for e in status.timeline) >= count else None

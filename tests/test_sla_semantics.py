@@ -4,7 +4,6 @@ continue-as-new under a flood of notes."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -212,60 +211,6 @@ async def test_reopen_after_the_window_is_refused(desk: Desk):
     await desk.after(2 * HOUR)
     with pytest.raises(ActionRefused, match="closed"):
         await desk.escalator.reopen("re-2", actor("alice"))
-
-
-async def test_a_flood_of_notes_continues_as_new_and_loses_nothing(desk: Desk):
-    await desk.start("flood", continue_as_new_after=150)
-    first_run = (
-        (await desk.env.client.get_workflow_handle("case-flood").fetch_history())
-        .events[0]
-        .workflow_execution_started_event_attributes.original_execution_run_id
-    )
-    handle = desk.env.client.get_workflow_handle("case-flood")
-    from escalator.models import AddNoteRequest
-
-    for batch in range(6):
-        await asyncio.gather(
-            *(
-                handle.signal(
-                    "add_note",
-                    AddNoteRequest(actor=actor("alice"), text=f"note {batch * 50 + i}"),
-                )
-                for i in range(50)
-            )
-        )
-    status = await eventually(
-        lambda: _when(desk.status("flood"), lambda s: s.notes_total == 300), within=30
-    )
-    assert status.notes[-1].text.startswith("note ")
-    texts = {n.text for n in status.notes}
-    assert len(texts) == len(status.notes)  # no duplicates carried over
-    assert status.timeline_total >= 300
-    runs = await _run_ids(desk, "case-flood")
-    assert len(runs) > 1 and first_run in runs  # it did continue as new
-    # The case still works after the boundary: its SLA escalates on time.
-    await desk.after(4 * HOUR + MIN)
-    status = await desk.status("flood")
-    assert status.tier_level == 2 and status.notes_total == 300
-
-
-async def _when(awaitable, predicate):
-    value = await awaitable
-    return value if predicate(value) else None
-
-
-async def _run_ids(desk: Desk, workflow_id: str) -> set[str]:
-    from temporalio.api.common.v1 import WorkflowExecution
-    from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-
-    latest = await desk.env.client.workflow_service.describe_workflow_execution(
-        DescribeWorkflowExecutionRequest(
-            namespace=desk.env.client.namespace,
-            execution=WorkflowExecution(workflow_id=workflow_id),
-        )
-    )
-    info = latest.workflow_execution_info
-    return {info.execution.run_id, info.first_run_id}
 
 
 def test_calendar_days_are_business_days_in_the_example():

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -404,8 +404,10 @@ class EscalationWorkflow:
     # concurrent claims exactly one wins.
 
     @workflow.signal
-    def claim(self, request: ClaimRequest) -> None:
-        self._as_signal("claim", request.actor, lambda: self._claim(request))
+    def claim(self, payload: RawValue) -> None:
+        request = self._signal_payload("claim", ClaimRequest, payload)
+        if request is not None:
+            self._as_signal("claim", request.actor, lambda: self._claim(request))
 
     @workflow.update
     def try_claim(self, request: ClaimRequest) -> ActionResult:
@@ -416,8 +418,10 @@ class EscalationWorkflow:
         self._reject_if(rules.claim_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def resolve(self, request: ResolveRequest) -> None:
-        self._as_signal("resolve", request.actor, lambda: self._resolve(request))
+    def resolve(self, payload: RawValue) -> None:
+        request = self._signal_payload("resolve", ResolveRequest, payload)
+        if request is not None:
+            self._as_signal("resolve", request.actor, lambda: self._resolve(request))
 
     @workflow.update
     def try_resolve(self, request: ResolveRequest) -> ActionResult:
@@ -428,8 +432,10 @@ class EscalationWorkflow:
         self._reject_if(rules.resolve_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def escalate(self, request: EscalateRequest) -> None:
-        self._as_signal("escalate", request.actor, lambda: self._escalate(request))
+    def escalate(self, payload: RawValue) -> None:
+        request = self._signal_payload("escalate", EscalateRequest, payload)
+        if request is not None:
+            self._as_signal("escalate", request.actor, lambda: self._escalate(request))
 
     @workflow.update
     def try_escalate(self, request: EscalateRequest) -> ActionResult:
@@ -443,8 +449,10 @@ class EscalationWorkflow:
         )
 
     @workflow.signal
-    def add_note(self, request: AddNoteRequest) -> None:
-        self._as_signal("add_note", request.actor, lambda: self._add_note(request))
+    def add_note(self, payload: RawValue) -> None:
+        request = self._signal_payload("add_note", AddNoteRequest, payload)
+        if request is not None:
+            self._as_signal("add_note", request.actor, lambda: self._add_note(request))
 
     @workflow.update
     def try_add_note(self, request: AddNoteRequest) -> ActionResult:
@@ -455,8 +463,10 @@ class EscalationWorkflow:
         self._reject_if(rules.note_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def hold(self, request: HoldRequest) -> None:
-        self._as_signal("hold", request.actor, lambda: self._put_on_hold(request))
+    def hold(self, payload: RawValue) -> None:
+        request = self._signal_payload("hold", HoldRequest, payload)
+        if request is not None:
+            self._as_signal("hold", request.actor, lambda: self._put_on_hold(request))
 
     @workflow.update
     def try_hold(self, request: HoldRequest) -> ActionResult:
@@ -467,8 +477,10 @@ class EscalationWorkflow:
         self._reject_if(rules.hold_refusal(request.actor, self._facts(), request.reason))
 
     @workflow.signal
-    def resume(self, request: ResumeRequest) -> None:
-        self._as_signal("resume", request.actor, lambda: self._resume_by(request))
+    def resume(self, payload: RawValue) -> None:
+        request = self._signal_payload("resume", ResumeRequest, payload)
+        if request is not None:
+            self._as_signal("resume", request.actor, lambda: self._resume_by(request))
 
     @workflow.update
     def try_resume(self, request: ResumeRequest) -> ActionResult:
@@ -479,8 +491,10 @@ class EscalationWorkflow:
         self._reject_if(rules.resume_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def deescalate(self, request: DeescalateRequest) -> None:
-        self._as_signal("deescalate", request.actor, lambda: self._deescalate(request))
+    def deescalate(self, payload: RawValue) -> None:
+        request = self._signal_payload("deescalate", DeescalateRequest, payload)
+        if request is not None:
+            self._as_signal("deescalate", request.actor, lambda: self._deescalate(request))
 
     @workflow.update
     def try_deescalate(self, request: DeescalateRequest) -> ActionResult:
@@ -494,8 +508,10 @@ class EscalationWorkflow:
         )
 
     @workflow.signal
-    def set_severity(self, request: SetSeverityRequest) -> None:
-        self._as_signal("set_severity", request.actor, lambda: self._set_severity(request))
+    def set_severity(self, payload: RawValue) -> None:
+        request = self._signal_payload("set_severity", SetSeverityRequest, payload)
+        if request is not None:
+            self._as_signal("set_severity", request.actor, lambda: self._set_severity(request))
 
     @workflow.update
     def try_set_severity(self, request: SetSeverityRequest) -> ActionResult:
@@ -506,8 +522,10 @@ class EscalationWorkflow:
         self._reject_if(rules.severity_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def reopen(self, request: ReopenRequest) -> None:
-        self._as_signal("reopen", request.actor, lambda: self._reopen(request))
+    def reopen(self, payload: RawValue) -> None:
+        request = self._signal_payload("reopen", ReopenRequest, payload)
+        if request is not None:
+            self._as_signal("reopen", request.actor, lambda: self._reopen(request))
 
     @workflow.update
     def try_reopen(self, request: ReopenRequest) -> ActionResult:
@@ -716,6 +734,19 @@ class EscalationWorkflow:
         except _Refused as refused:
             self._record("rejected", f"{action} refused: {refused.reason}", actor=actor.user)
             raise
+
+    def _signal_payload(self, action: str, model: type, payload: RawValue):
+        """Decode a signal ourselves: a malformed one is recorded as rejected, with
+        the reason, instead of being dropped silently by the SDK's decoder."""
+        data = None
+        try:
+            data = workflow.payload_converter().from_payload(payload.payload, dict)
+            return model.model_validate(data)
+        except Exception as error:  # any decoding or validation failure is a refusal
+            reason = _one_line_error(error)
+            actor = data.get("actor", {}).get("user") if isinstance(data, dict) else None
+            self._record("rejected", f"{action} refused: malformed payload: {reason}", actor)
+            return None
 
     def _as_signal(self, action: str, actor: Actor, apply: Callable[[], str]) -> None:
         # A refused signal is on record in the timeline and never fails the case.
@@ -1062,6 +1093,17 @@ def _tier_ref(tier: Tier) -> TierRef:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _one_line_error(error: Exception) -> str:
+    errors = getattr(error, "errors", None)
+    if callable(errors):  # pydantic: name the field, as at the edges
+        first = errors(include_url=False)[0]
+        where = ".".join(str(part) for part in first["loc"])
+        message = f"{where}: {first['msg']}" if where else first["msg"]
+    else:
+        message = f"{type(error).__name__}: {error}"
+    return _shorten(" ".join(message.split()), 300)
 
 
 def _hours(value: timedelta) -> str:
