@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from itertools import pairwise
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -149,8 +150,12 @@ class BusinessCalendar(BaseModel):
 
     def model_post_init(self, context: object, /) -> None:
         # Parsed once here rather than on every day a clock walks through.
+        full_day = ((0, _MINUTES_PER_DAY),)
         self._week = tuple(
-            tuple(_parse_range(day, text) for text in self.hours.get(day, ())) for day in WEEKDAYS
+            tuple(_parse_range(day, text) for text in self.hours.get(day, ()))
+            if self.hours
+            else full_day
+            for day in WEEKDAYS
         )
         self._closed_days = frozenset(self.holidays)
 
@@ -169,11 +174,10 @@ class BusinessCalendar(BaseModel):
 
     def ranges_on(self, day: date) -> tuple[tuple[int, int], ...]:
         """Open ranges of a local day as (start, end) minutes after midnight; () if closed."""
-        if day in self._closed_days:
+        private = self.__pydantic_private__  # read directly: this runs for every day walked
+        if day in private["_closed_days"]:
             return ()
-        if not self.hours:
-            return ((0, _MINUTES_PER_DAY),)
-        return self._week[day.weekday()]
+        return private["_week"][day.weekday()]
 
 
 ALWAYS_OPEN = BusinessCalendar()
@@ -219,12 +223,19 @@ def _utc(moment: datetime, name: str) -> datetime:
     return moment.astimezone(UTC)
 
 
+# Deadlines are recomputed after every change to a case, over the same few days; the
+# answer depends only on the arguments, so a bounded cache is safe and deterministic.
+@lru_cache(maxsize=8192)
 def _first_reading(wall: datetime, zone: ZoneInfo) -> datetime:
     """The first UTC instant at which the local clock reads `wall` or later.
 
     Ordinary wall times have one instant. A repeated one (autumn) gets its first pass,
     fold=0. A skipped one (spring) gets the moment the clock jumps past it.
     """
+    local = wall.replace(tzinfo=zone)
+    offset = local.utcoffset()
+    if offset is not None and local.replace(fold=1).utcoffset() == offset:
+        return (wall - offset).replace(tzinfo=UTC)  # the usual case: one reading
     first, second = sorted(
         (
             wall.replace(tzinfo=zone, fold=0).astimezone(UTC),
@@ -264,12 +275,13 @@ def _raw_intervals(
     """Open (from, to) UTC intervals ending after `start`, in order, day by day through
     the local day `last_day`; clipped at `start`, not merged across range boundaries."""
     zone = calendar.zone
+    ranges_on = calendar.ranges_on
     # A day's ranges end no later than the next local midnight, so the day before
     # start's local date is the earliest that can still reach past start.
     day = _plus_days(start.astimezone(zone).date(), -1)
     # date.max itself is never walked: its 24:00 is not a representable datetime.
     while day <= last_day and day < date.max:
-        for begin, end in calendar.ranges_on(day):
+        for begin, end in ranges_on(day):
             opens = _first_reading(_wall(day, begin), zone)
             closes = _first_reading(_wall(day, end), zone)
             if closes > start and closes > opens:  # a range inside a skipped hour is empty

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time as stopwatch
+import uuid
 from bisect import bisect_right
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
@@ -25,7 +26,6 @@ from escalator.business_time import (
 
 BERLIN = ZoneInfo("Europe/Berlin")
 NEW_YORK = ZoneInfo("America/New_York")
-LORD_HOWE = ZoneInfo("Australia/Lord_Howe")
 US = timedelta(microseconds=1)
 
 
@@ -39,8 +39,8 @@ def office_hours(timezone: str = "Europe/Berlin", **fields: object) -> BusinessC
     return calendar(timezone, hours=week, **fields)
 
 
-def at(zone: ZoneInfo, *parts: int, fold: int = 0) -> datetime:
-    return datetime(*parts, tzinfo=zone, fold=fold)
+def at(zone: ZoneInfo, *parts: int) -> datetime:
+    return datetime(*parts, tzinfo=zone)
 
 
 # -- worked examples ----------------------------------------------------------
@@ -276,6 +276,51 @@ def test_a_duration_that_cannot_fit_in_twenty_years_is_an_error():
         add_business_time(at(BERLIN, 2026, 6, 8), timedelta(days=30 * 365), office_hours())
 
 
+# -- inside Temporal's workflow sandbox ---------------------------------------
+
+SANDBOXED_WORKFLOW = """
+from datetime import UTC, datetime, timedelta
+
+from temporalio import workflow
+
+# Deliberately not passed through: the sandbox re-imports the module and hands it a
+# restricted proxy of zoneinfo.ZoneInfo.
+from escalator.business_time import BusinessCalendar, add_business_time
+
+
+@workflow.defn(sandboxed=True)
+class CalendarInSandbox:
+    @workflow.run
+    async def run(self) -> str:
+        cal = BusinessCalendar(timezone="Europe/Berlin", hours={"sun": ["02:30-04:00"]})
+        start = datetime(2026, 3, 28, 12, tzinfo=UTC)
+        return add_business_time(start, timedelta(minutes=90), cal).isoformat()
+"""
+
+
+async def test_calendars_work_inside_the_workflow_sandbox(ts_env, tmp_path, monkeypatch):
+    from importlib import import_module
+
+    from temporalio.worker import Worker
+
+    name = f"sandboxed_calendar_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(SANDBOXED_WORKFLOW)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    workflow_class = import_module(name).CalendarInSandbox
+    queue = f"business-time-{uuid.uuid4().hex[:8]}"
+    async with Worker(
+        ts_env.client,
+        task_queue=queue,
+        workflows=[workflow_class],
+        workflow_failure_exception_types=[Exception],  # fail the test, not retry forever
+    ):
+        result = await ts_env.client.execute_workflow(
+            workflow_class.run, id=queue, task_queue=queue
+        )
+    # 02:30 does not exist that night: open 03:00-04:00 CEST, then a week later 30 min.
+    assert result == "2026-04-05T01:00:00+00:00"
+
+
 # -- the YAML shape -----------------------------------------------------------
 
 POLICY_SNIPPET = """
@@ -428,9 +473,14 @@ def test_the_property_zones_have_the_expected_transitions():
     assert [len(TRANSITIONS[name]) for name in ZONES] == [8, 8, 8, 0, 0]
 
 
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
+
+
 def _parse(text: str) -> tuple[int, int]:
     start, end = text.split("-")
-    return tuple(int(h) * 60 + int(m) for h, m in (start.split(":"), end.split(":")))  # type: ignore[return-value]
+    return _minutes(start), _minutes(end)
 
 
 def open_by_the_wall_clock(moment: datetime, cal: BusinessCalendar) -> bool | None:
@@ -446,62 +496,85 @@ def open_by_the_wall_clock(moment: datetime, cal: BusinessCalendar) -> bool | No
         return False
     if not cal.hours:
         return True
-    minute = local.hour * 60 + local.minute + (local.second + local.microsecond / 1e6) / 60
+    # Subtraction within one zone is wall-clock arithmetic: exactly the reading.
+    since_midnight = local - local.replace(hour=0, minute=0, second=0, microsecond=0)
     ranges = cal.hours.get(WEEKDAYS[local.weekday()], ())
-    return any(start <= minute < end for start, end in map(_parse, ranges))
+    return any(
+        timedelta(minutes=start) <= since_midnight < timedelta(minutes=end)
+        for start, end in map(_parse, ranges)
+    )
+
+
+# Strategies are built once here: building them inside the composites below costs
+# more than the business-time arithmetic they feed.
+KINDS = st.sampled_from(("hours", "hours", "hours", "hours", "holidays only", "24x7"))
+DAYS = st.lists(st.sampled_from(WEEKDAYS), min_size=1, max_size=7)
+# Quarter-hour cut points, paired off into ranges; 0 and 96 give 00:00 and 24:00. Many
+# fall in 01:00-03:15, where the zones above change their clocks (in the skipped or
+# repeated hour, or right on the change).
+CUTS = st.lists(st.integers(0, 96) | st.integers(4, 13), min_size=2, max_size=6, unique=True)
+NIGHT_CUTS = st.lists(st.integers(4, 13), min_size=2, max_size=6, unique=True)
+ANY_HOLIDAY = st.dates(date(2025, 1, 1), date(2028, 12, 31))
+HOLIDAYS = {
+    # Days around each change, or any day of the four years.
+    name: st.lists(
+        st.sampled_from(
+            [
+                (t.astimezone(ZoneInfo(name)) + timedelta(days=shift)).date()
+                for t in TRANSITIONS[name]
+                for shift in (-1, 0, 1)
+            ]
+        )
+        | ANY_HOLIDAY
+        if TRANSITIONS[name]
+        else ANY_HOLIDAY,
+        max_size=6,
+    )
+    for name in ZONES
+}
+CHANGES = {name: st.sampled_from(TRANSITIONS[name]) for name in ZONES if TRANSITIONS[name]}
+NEAR = st.timedeltas(-timedelta(days=2), timedelta(days=2))
+ANY_INSTANT = st.datetimes(datetime(2025, 1, 1), datetime(2028, 12, 31), timezones=st.just(UTC))
+# Callers pass datetimes in all sorts of zones; the answer must not depend on it.
+SHOWN_IN = {name: st.sampled_from((UTC, ZoneInfo(name), BERLIN)) for name in ZONES}
+SOON = st.lists(st.integers(-1, 14), min_size=1, max_size=4)
+
+
+def _range_text(begin: int, end: int) -> str:
+    return f"{begin * 15 // 60:02d}:{begin * 15 % 60:02d}-{end * 15 // 60:02d}:{end * 15 % 60:02d}"
 
 
 @st.composite
 def calendars(draw: st.DrawFn) -> BusinessCalendar:
     zone = draw(st.sampled_from(ZONES))
-    kind = draw(st.sampled_from(("hours", "hours", "hours", "hours", "holidays only", "24x7")))
+    kind = draw(KINDS)
     hours: dict[str, list[str]] = {}
     if kind == "hours":
-        days = set(draw(st.lists(st.sampled_from(WEEKDAYS), min_size=1, max_size=7)))
+        days = set(draw(DAYS))
         if draw(st.booleans()):
             days.add("sun")  # every DST change in these zones happens on a Sunday
         for day in sorted(days):
-            # Quarter-hour cut points, paired off into ranges; 0 and 96 give 00:00 and
-            # 24:00. Many fall in 01:00-03:15, where the zones above change their clocks
-            # (in the skipped or repeated hour, or right on the change).
-            quarter = st.integers(0, 96) | st.integers(4, 13)
-            cuts = sorted(draw(st.lists(quarter, min_size=2, max_size=6, unique=True)))
+            # Half the Sundays get only the night hours of a change.
+            night = day == "sun" and draw(st.booleans())
+            cuts = sorted(draw(NIGHT_CUTS if night else CUTS))
             cuts = cuts[: len(cuts) // 2 * 2]
-            hours[day] = [
-                f"{a * 15 // 60:02d}:{a * 15 % 60:02d}-{b * 15 // 60:02d}:{b * 15 % 60:02d}"
-                for a, b in zip(cuts[::2], cuts[1::2], strict=True)
-            ]
-    holidays: list[date] = []
-    if kind != "24x7":
-        near_changes = [
-            (t.astimezone(ZoneInfo(zone)) + timedelta(days=shift)).date()
-            for t in TRANSITIONS[zone]
-            for shift in (-1, 0, 1)
-        ]
-        anywhere = st.dates(date(2025, 1, 1), date(2028, 12, 31))
-        source = st.sampled_from(near_changes) | anywhere if near_changes else anywhere
-        holidays = draw(st.lists(source, max_size=6))
+            hours[day] = [_range_text(a, b) for a, b in zip(cuts[::2], cuts[1::2], strict=True)]
+    holidays = draw(HOLIDAYS[zone]) if kind != "24x7" else []
     return BusinessCalendar.model_validate({"timezone": zone, "hours": hours, "holidays": holidays})
 
 
 @st.composite
 def starts(draw: st.DrawFn, zone: str) -> datetime:
     """An aware instant in 2025-2028, often within a couple of days of a DST change."""
-    changes = TRANSITIONS[zone]
-    if changes and draw(st.booleans()):
-        base = draw(st.sampled_from(changes))
-        moment = base + draw(st.timedeltas(-timedelta(days=2), timedelta(days=2)))
+    if zone in CHANGES and draw(st.booleans()):
+        moment = draw(CHANGES[zone]) + draw(NEAR)
     else:
-        moment = draw(
-            st.datetimes(datetime(2025, 1, 1), datetime(2028, 12, 31), timezones=st.just(UTC))
-        )
+        moment = draw(ANY_INSTANT)
     if draw(st.booleans()):
         # On a quarter hour (local too: every zone here is a whole quarter hour off
         # UTC), where range boundaries are, so counts can end exactly at a closing.
         moment = moment.replace(minute=moment.minute // 15 * 15, second=0, microsecond=0)
-    # Callers pass datetimes in all sorts of zones; the answer must not depend on it.
-    shown_in = draw(st.sampled_from((UTC, ZoneInfo(zone), BERLIN)))
-    return moment.astimezone(shown_in)
+    return moment.astimezone(draw(SHOWN_IN[zone]))
 
 
 def weekly_open_time(cal: BusinessCalendar) -> timedelta:
@@ -534,8 +607,7 @@ def cases(draw: st.DrawFn) -> tuple[BusinessCalendar, datetime, timedelta]:
     if not cal.always_open and draw(st.booleans()):
         # Holidays drawn over four years rarely land where a case runs; put some there.
         first = start.astimezone(ZoneInfo(cal.timezone)).date()
-        soon = st.integers(-1, 14).map(lambda n: first + timedelta(days=n))
-        extra = draw(st.lists(soon, min_size=1, max_size=4))
+        extra = [first + timedelta(days=n) for n in draw(SOON)]
         cal = BusinessCalendar.model_validate(
             {**cal.model_dump(), "holidays": [*cal.holidays, *extra]}
         )
@@ -641,6 +713,29 @@ def test_intervals_agree_with_the_wall_clock(data):
         index = bisect_right(starts_of, moment) - 1
         inside = index >= 0 and moment < intervals[index][1]
         assert inside == expected, f"{moment} (local {moment.astimezone(ZoneInfo(cal.timezone))})"
+
+
+@pytest.mark.parametrize("zone", ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe"])
+@pytest.mark.parametrize("which", [0, 1], ids=["first change of 2026", "second change of 2026"])
+def test_every_night_range_on_a_dst_day_agrees_with_the_wall_clock(zone, which):
+    # Exhaustive where random draws are thin: every quarter-hour range within
+    # 00:00-04:00 on the day of a change, probed every 7.5 minutes and a microsecond
+    # either side, across the six hours around it.
+    change = [t for t in TRANSITIONS[zone] if t.year == 2026][which]
+    day = change.astimezone(ZoneInfo(zone)).date()
+    window = (change - timedelta(hours=5), change + timedelta(hours=5))
+    probes = [change + k * timedelta(minutes=7.5) for k in range(-40, 41)]
+    probes += [p + d for p in probes for d in (-US, US)]
+    for begin in range(16):
+        for end in range(begin + 1, 17):
+            text = _range_text(begin, end)
+            cal = calendar(zone, hours={WEEKDAYS[day.weekday()]: [text]})
+            intervals = list(open_intervals(*window, cal))
+            for moment in probes:
+                expected = open_by_the_wall_clock(moment, cal)
+                if expected is not None:
+                    inside = any(fro <= moment < to for fro, to in intervals)
+                    assert inside == expected, (text, moment)
 
 
 @PROPERTY_SETTINGS
