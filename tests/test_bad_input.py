@@ -1,0 +1,1163 @@
+"""The bad-input catalogue: what a user sees for every kind of bad input, and that nothing is lost.
+
+Four areas: policy files, CLI arguments, signal and update payloads, and case content.
+Each row checks the three things that matter when input is bad:
+
+  - a clear error: one line naming the field (or, for a signal, a `rejected` timeline
+    entry with the reason);
+  - nothing lost: the case still exists and a valid action succeeds afterwards (or the
+    refused case id is still free, or the file is untouched);
+  - no state change: the case's status is the same before and after, apart from the
+    timeline's `rejected` entry.
+
+Rows whose `gap` is set are inputs the product does NOT handle well today. They are
+strict xfail tests: the reason says what happens now, and `docs/bad-input.md` lists
+the proposed fix. When a fix lands the test passes, strict xfail turns that into a
+failure, and the mark (and the gap) should be removed.
+
+docs/bad-input.md is generated from the tables in this module:
+
+    .venv/bin/python tests/test_bad_input.py      # rewrites docs/bad-input.md
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+from support import (
+    DEFAULT_POLICY,
+    Desk,
+    MailSink,
+    RecordingNotifier,
+    actor,
+    eventually,
+    free_port,
+    unique_queue,
+)
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from activities.notifications import send_email
+from escalator.errors import InvalidInput, PolicyError
+from escalator.models import EscalateRequest, EscalationNote, HoldRequest
+from escalator.policy_files import load_policy
+from starter import ActionRefused, CaseNotFound, EscalatorClient
+from workflows.escalation import EscalationWorkflow
+
+ROOT = Path(__file__).resolve().parent.parent
+MODULE = "tests/test_bad_input.py"
+DOC = ROOT / "docs" / "bad-input.md"
+REGENERATE = ".venv/bin/python tests/test_bad_input.py"
+
+POLICY, CLI, MESSAGES, CONTENT = "policy file", "CLI", "signal / update", "content"
+AREAS = (POLICY, CLI, MESSAGES, CONTENT)
+MINIMUM_PER_AREA = {POLICY: 8, CLI: 8, MESSAGES: 8, CONTENT: 6}
+
+
+# -- the catalogue -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of docs/bad-input.md."""
+
+    area: str
+    input: str
+    sees: str  # what the user sees (the intended behaviour, checked by the test)
+    test: str  # pytest node id
+    gap: str | None = None  # what happens today instead, if the product falls short
+    fix: str | None = None  # the proposed product fix for a gap
+
+
+CATALOGUE: list[Entry] = []
+
+
+def gap_mark(gap: str | None, raises: type[BaseException] | tuple = AssertionError):
+    """A strict xfail for a documented gap: it must fail, and in exactly this way."""
+    if gap is None:
+        return ()
+    return (pytest.mark.xfail(strict=True, raises=raises, reason=f"GAP: {gap}"),)
+
+
+def row(area: str, input: str, sees: str, *, gap=None, fix=None, raises=AssertionError):
+    """Register a single (non-parametrized) test as a catalogue row."""
+
+    def register(test: Callable) -> Callable:
+        CATALOGUE.append(Entry(area, input, sees, f"{MODULE}::{test.__name__}", gap, fix))
+        for mark in gap_mark(gap, raises):
+            test = mark(test)
+        return test
+
+    return register
+
+
+def one_line(text: str) -> str:
+    """The text, after checking it is exactly one non-empty line."""
+    assert text.strip(), "empty message"
+    assert "\n" not in text.strip() and "\r" not in text, f"not one line: {text!r}"
+    return text.strip()
+
+
+def code(text: str) -> str:
+    """`text` as a Markdown code span, even when it holds backticks itself."""
+    return f"`` {text} ``" if "`" in text else f"`{text}`"
+
+
+# == 1. policy files ================================================================
+
+TWO_TIERS = """\
+escalation:
+  tiers:
+    - {level: 1, name: Desk, team: desk, notify: [l1@example.com], sla: {first_response: 4h, resolution_target: 24h}}
+    - {level: 2, name: Engineering, team: eng, notify: [eng@example.com]}
+"""
+
+
+def policy_with(line: str) -> str:
+    """TWO_TIERS with `line` added under `escalation:`."""
+    return TWO_TIERS.replace("escalation:\n", f"escalation:\n  {line}\n", 1)
+
+
+def one_tier(fields: str) -> str:
+    return f"escalation:\n  tiers:\n    - {{{fields}}}\n"
+
+
+def first_tier_sla(sla: str) -> str:
+    return TWO_TIERS.replace("{first_response: 4h, resolution_target: 24h}", sla)
+
+
+@dataclass(frozen=True)
+class PolicyCase:
+    id: str
+    input: str  # what is wrong, in words, for the doc
+    content: str | bytes | None  # the file's content; None: there is no file
+    expected: str  # the whole error after "<file>: "
+    field: str  # the field (or place) the error must name
+    hint: str | None = None  # how to fix, where the product says it
+    gap: str | None = None
+    fix: str | None = None
+    raises: type[BaseException] = AssertionError
+
+
+YAML_DATE_FIX = (
+    "Cause: PyYAML's timestamp constructor raises a bare ValueError for a date-shaped value that is no "
+    "date, and escalator/policy_files.py `parse_policy_text` catches only yaml.YAMLError; the CLI catches "
+    "only EscalatorError, so it prints a traceback. Fix: load with a SafeLoader subclass whose timestamp "
+    "constructor turns ValueError into a PolicyError naming the line (`policy.yaml: line 3: '2026-13-45' "
+    "is not a date (month must be in 1..12)`), or at least catch ValueError next to yaml.YAMLError; as a "
+    "last resort, `escalator.cli.run` could turn any unexpected exception into one line (exit 1)."
+)
+
+DUPLICATE_NOTIFY = """\
+escalation:
+  tiers:
+    - level: 1
+      name: Desk
+      team: desk
+      notify: [l1@example.com]
+      sla: {first_response: 4h, resolution_target: 24h}
+      notify: [lead@example.com]
+    - {level: 2, name: Engineering, team: eng, notify: [eng@example.com]}
+"""
+
+POLICY_CASES = [
+    PolicyCase("missing-field", "a tier without `name`", one_tier("level: 1, team: desk"),
+               "escalation.tiers[0].name: required field is missing", "escalation.tiers[0].name"),
+    PolicyCase("missing-tiers", "`escalation:` without `tiers`", "escalation:\n  name: support\n",
+               "escalation.tiers: required field is missing", "escalation.tiers"),
+    PolicyCase("wrong-type-level", "`level: one` (a string)", one_tier("level: one, name: Desk, team: desk"),
+               "escalation.tiers[0].level: Input should be a valid integer, unable to parse string as an integer",
+               "escalation.tiers[0].level"),
+    PolicyCase("wrong-type-notify", "`notify: 5` (not a list)", one_tier("level: 1, name: Desk, team: desk, notify: 5"),
+               "escalation.tiers[0].notify: Input should be a valid tuple", "escalation.tiers[0].notify"),
+    PolicyCase("wrong-type-sla", "`sla: 4h` (a duration, not a mapping)", first_tier_sla("4h"),
+               "escalation.tiers[0].sla: Input should be a valid dictionary or instance of Sla",
+               "escalation.tiers[0].sla"),
+    PolicyCase("bad-duration", "`first_response: 4 hours`", first_tier_sla("{first_response: 4 hours, resolution_target: 1d}"),
+               "escalation.tiers[0].sla.first_response: cannot read duration '4 hours'; write it like 90s, 30m, 4h, 2d, 1h30m, PT4H or a number of seconds",
+               "escalation.tiers[0].sla.first_response", "write it like 90s, 30m, 4h"),
+    PolicyCase("zero-duration", "`first_response: 0s`", first_tier_sla("{first_response: 0s, resolution_target: 1d}"),
+               "escalation.tiers[0].sla.first_response: duration must be positive, got '0s'",
+               "escalation.tiers[0].sla.first_response", "must be positive"),
+    PolicyCase("resolution-before-first-response", "`resolution_target` shorter than `first_response`",
+               first_tier_sla("{first_response: 2h, resolution_target: 1h}"),
+               "escalation.tiers[0].sla: resolution_target must not be shorter than first_response (1h < 2h)",
+               "escalation.tiers[0].sla", "must not be shorter"),
+    PolicyCase("unknown-level", "a severity override with `route_to: 5` (no such tier)",
+               TWO_TIERS + "  severity_overrides:\n    - {severity: P0, route_to: 5}\n",
+               "escalation.severity_overrides[0].route_to: level 5 is not a tier (levels: 1, 2)",
+               "escalation.severity_overrides[0].route_to", "(levels: 1, 2)"),
+    PolicyCase("unknown-severity", "a severity override for `P9`",
+               TWO_TIERS + "  severity_overrides:\n    - {severity: P9, route_to: 2}\n",
+               "escalation.severity_overrides[0].severity: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4'",
+               "escalation.severity_overrides[0].severity", "'P0', 'P1', 'P2', 'P3' or 'P4'"),
+    PolicyCase("duplicate-override", "two overrides for `P0`",
+               TWO_TIERS + "  severity_overrides:\n    - {severity: P0, route_to: 2}\n    - {severity: P0, route_to: 1}\n",
+               "escalation.severity_overrides[1].severity: P0 is overridden twice",
+               "escalation.severity_overrides[1].severity"),
+    PolicyCase("duplicate-levels", "two tiers with `level: 1`", TWO_TIERS.replace("level: 2", "level: 1"),
+               "escalation.tiers: level 1 appears twice; give each tier its own level",
+               "escalation.tiers", "give each tier its own level"),
+    PolicyCase("non-final-tier-without-sla", "tier 1 of 2 without `sla`",
+               TWO_TIERS.replace(", sla: {first_response: 4h, resolution_target: 24h}", ""),
+               "escalation.tiers: tier 1 (Desk) needs an sla because it is not the final tier; only the final tier may omit it (tiers[0].sla)",
+               "tiers[0].sla", "only the final tier may omit it"),
+    PolicyCase("unknown-key-typo", "`first_responce` (typo) in an sla",
+               first_tier_sla("{first_responce: 4h, resolution_target: 24h}"),
+               "escalation.tiers[0].sla.first_responce: unknown field; check the spelling against the policy reference in README.md (and 1 more problem)",
+               "escalation.tiers[0].sla.first_responce", "check the spelling"),
+    PolicyCase("unknown-top-level-key", "a second top-level key `tiers_extra`", TWO_TIERS + "tiers_extra: 1\n",
+               "tiers_extra: unknown top-level key; only 'escalation'", "tiers_extra", "only 'escalation'"),
+    PolicyCase("warn-at-above-1", "`warn_at: 1.5`", policy_with("warn_at: 1.5"),
+               "escalation.warn_at[0]: Input should be less than 1", "escalation.warn_at[0]"),
+    PolicyCase("warn-at-zero", "`warn_at: 0`", policy_with("warn_at: 0"),
+               "escalation.warn_at[0]: Input should be greater than 0", "escalation.warn_at[0]"),
+    PolicyCase("warn-at-empty", "`warn_at: []`", policy_with("warn_at: []"),
+               "escalation.warn_at: give at least one fraction, e.g. 0.75, or remove warn_at",
+               "escalation.warn_at", "e.g. 0.75"),
+    PolicyCase("unknown-time-zone", "calendar `timezone: Mars/Olympus`", policy_with("calendar: {timezone: Mars/Olympus}"),
+               "escalation.calendar.timezone: unknown time zone 'Mars/Olympus'; use an IANA name such as Europe/Berlin",
+               "escalation.calendar.timezone", "use an IANA name"),
+    PolicyCase("inverted-hours", "calendar hours `mon: 17:00-09:00`",
+               policy_with("calendar: {timezone: UTC, hours: {mon: ['17:00-09:00']}}"),
+               "escalation.calendar.hours: mon: '17:00-09:00' does not end after it starts; a range cannot cross midnight, so split a night shift, e.g. 22:00-24:00 and 00:00-06:00 the next day",
+               "escalation.calendar.hours", "split a night shift"),
+    PolicyCase("unknown-weekday", "calendar hours for `funday`", policy_with("calendar: {hours: {funday: ['09:00-17:00']}}"),
+               "escalation.calendar.hours: unknown weekday 'funday'; use mon, tue, wed, thu, fri, sat or sun",
+               "escalation.calendar.hours", "use mon, tue"),
+    PolicyCase("repeat-every-on-non-final-tier", "`repeat_every: 1h` on tier 1 of 2",
+               TWO_TIERS.replace("notify: [l1@example.com],", "notify: [l1@example.com], repeat_every: 1h,"),
+               "escalation.tiers: tier 1 (Desk) sets repeat_every, which only the final tier uses (the others escalate instead)",
+               "repeat_every", "only the final tier uses"),
+    PolicyCase("notify-header-injection", 'a notify address with CR LF: `"l1@example.com\\r\\nBcc: evil@example.com"`',
+               one_tier('level: 1, name: Desk, team: desk, notify: ["l1@example.com\\r\\nBcc: evil@example.com"]'),
+               "escalation.tiers[0].notify[0]: 'l1@example.com\\r\\nBcc: evil@example.com' is not an email address",
+               "escalation.tiers[0].notify[0]"),
+    PolicyCase("unreadable-yaml", "broken YAML (an unclosed `[`)", "escalation:\n  tiers: [\n    - level: 1\n",
+               "line 3: expected the node content, but found '-'", "line 3"),
+    PolicyCase("empty-file", "an empty file", "",
+               "escalation: expected a mapping with 'tiers'; see policies/default.yaml",
+               "escalation", "see policies/default.yaml"),
+    PolicyCase("top-level-list", "a top-level list of tiers", "- {level: 1, name: Desk, team: desk}\n",
+               "escalation: expected a mapping with 'tiers'; see policies/default.yaml",
+               "escalation", "see policies/default.yaml"),
+    PolicyCase("not-utf8", "a binary (non-UTF-8) file", b"\xff\xfe\x00escalation",
+               "cannot read the file (UnicodeDecodeError)", "cannot read the file"),
+    PolicyCase("missing-file", "a path that does not exist", None,
+               "file not found; pass an existing policy file", "file not found", "pass an existing policy file"),
+    PolicyCase("invalid-date", "a holiday that is no date: `holidays: [2026-13-45]`",
+               policy_with("calendar: {holidays: [2026-13-45]}"),
+               "2026-13-45", "2026-13-45",
+               gap="a bare `ValueError: month must be in 1..12` escapes load_policy instead of a PolicyError",
+               fix=YAML_DATE_FIX,
+               raises=ValueError),
+    PolicyCase("duplicate-yaml-key", "a tier with two `notify:` keys (the first list is dropped)",
+               DUPLICATE_NOTIFY, "duplicate", "notify",
+               gap="the policy loads without a word: the last `notify` wins and l1@example.com silently gets no mail",
+               fix="Cause: PyYAML keeps the last of two equal keys. Fix: in escalator/policy_files.py, load with a "
+                   "SafeLoader subclass whose construct_mapping refuses a key seen twice, e.g. "
+                   "`policy.yaml: line 8: duplicate key 'notify'; give each key once`."),
+    PolicyCase("boolean-level", "`level: true` (a boolean, not an integer)",
+               TWO_TIERS.replace("level: 1,", "level: true,"),
+               "escalation.tiers[0].level: Input should be a valid integer", "escalation.tiers[0].level",
+               gap="the policy loads: `true` silently becomes level 1 (low impact)",
+               fix="Cause: pydantic's lax mode accepts a boolean for an int. Fix: declare Tier.level and "
+                   "SeverityOverride.route_to strict (`Field(ge=1, strict=True)`); YAML and JSON send numbers anyway."),
+]  # fmt: skip
+
+for _case in POLICY_CASES:
+    CATALOGUE.append(
+        Entry(
+            POLICY,
+            _case.input,
+            f"`PolicyError`: {code(f'…/policy.yaml: {_case.expected}')}",
+            f"{MODULE}::test_policy_errors[{_case.id}]",
+            _case.gap,
+            _case.fix,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.id, marks=gap_mark(c.gap, c.raises)) for c in POLICY_CASES]
+)
+def test_policy_errors(tmp_path: Path, case: PolicyCase):
+    path = tmp_path / "policy.yaml"
+    if isinstance(case.content, bytes):
+        path.write_bytes(case.content)
+    elif case.content is not None:
+        path.write_text(case.content, encoding="utf-8")
+    before = path.read_bytes() if path.exists() else None
+
+    try:
+        policy = load_policy(path)
+    except PolicyError as error:
+        message = one_line(str(error))
+    else:
+        raise AssertionError(f"the policy loaded without an error: {policy!r}")
+
+    assert message.startswith(f"{path}: "), message  # the file comes first
+    assert case.field in message, f"does not name {case.field!r}: {message}"
+    if case.hint:
+        assert case.hint in message, f"does not say how to fix it: {message}"
+    if case.gap:
+        assert case.expected in message
+    else:
+        assert message == f"{path}: {case.expected}"
+    # Nothing lost: loading never touches the file.
+    assert (path.read_bytes() if path.exists() else None) == before
+
+
+# == 2. CLI arguments ==================================================================
+# Every command runs as its own process with TEMPORAL_ADDRESS pointing at a closed port:
+# anything that tries to connect exits 3 ("cannot reach Temporal"), so exit 2 proves the
+# input was refused before any connection was attempted.
+
+UNREACHABLE = "cannot reach Temporal"
+CONTROL = "valid-input-connects"  # not bad input: proves the port really is closed
+
+
+@dataclass(frozen=True)
+class CliCase:
+    id: str
+    input: str  # the command, as the doc shows it
+    args: tuple[str, ...]  # "{tmp}" is replaced by a scratch directory
+    expected: str  # the whole stderr line ("{tmp}" replaced); for a gap, a fragment
+    gap: str | None = None
+    fix: str | None = None
+
+
+def _start(*extra: str) -> tuple[str, ...]:
+    return ("start", "--case-id", "cli-bad", "--title", "VPN down", *extra)
+
+
+CLI_VALIDATES_AFTER_CONNECTING = (
+    "exit 3 `cannot reach Temporal …`: the input is validated only after connecting"
+)
+CLI_FIX = (
+    "Cause: escalator/cli.py `_act` validates only the actor (and the severity) before `_connect`; "
+    "the case id and the rest of the request are validated inside EscalatorClient, after connecting "
+    "(`status` and `draft` likewise check the case id only after connecting). With Temporal down "
+    "the user is told to start Temporal instead of what is wrong; with it up, the error costs a "
+    "round trip. Fix: in `_act` (and `status`/`draft`), before `_connect`: check "
+    "`case_id_is_valid(args.case_id)`, parse `--until` with `_parse_time`, and build the "
+    "request with `_validated_flags(<Request model>, ...)` plus the same checks EscalatorClient "
+    "makes (`escalation_note_problem`, hold/deescalate reason required); best factored into "
+    "pure request builders shared by the CLI and EscalatorClient."
+)
+
+CLI_CASES = [
+    CliCase("start-missing-title", "`escalator start --case-id cli-bad` (no `--title`)",
+            ("start", "--case-id", "cli-bad"),
+            "escalator start: the following arguments are required: --title (see `escalator start --help`)"),
+    CliCase("start-bad-severity", "`escalator start … --severity P9`", _start("--severity", "P9"),
+            "escalator: --severity: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4'"),
+    CliCase("start-case-id-with-space", "`escalator start --case-id 'bad id' …`",
+            ("start", "--case-id", "bad id", "--title", "VPN down"),
+            "escalator: --case-id: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'"),
+    CliCase("start-case-id-with-slash", "`escalator start --case-id a/b …`",
+            ("start", "--case-id", "a/b", "--title", "VPN down"),
+            "escalator: --case-id: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'"),
+    CliCase("start-missing-policy-file", "`escalator start … --policy nope.yaml`", _start("--policy", "nope.yaml"),
+            "escalator: nope.yaml: file not found; pass an existing policy file"),
+    CliCase("start-invalid-policy-file", "`escalator start … --policy dup.yaml` (two tiers with level 1)",
+            _start("--policy", "{tmp}/dup.yaml"),
+            "escalator: {tmp}/dup.yaml: escalation.tiers: level 1 appears twice; give each tier its own level"),
+    CliCase("start-bad-customer-email", "`escalator start … --customer-email jane`", _start("--customer-email", "jane"),
+            "escalator: --customer-email: 'jane' is not an email address"),
+    CliCase("start-description-file-missing", "`escalator start … --description-file missing.txt`",
+            _start("--description-file", "{tmp}/missing.txt"),
+            "escalator: --description-file: cannot read {tmp}/missing.txt (FileNotFoundError)"),
+    CliCase("start-description-over-64KiB", "`escalator start … --description-file big.txt` (70,000 bytes)",
+            _start("--description-file", "{tmp}/big.txt"),
+            "escalator: --description: is 70000 bytes; the limit is 65536 bytes, so attach long logs elsewhere"),
+    CliCase("start-title-over-200", "`escalator start … --title <201 characters>`",
+            ("start", "--case-id", "cli-bad", "--title", "t" * 201),
+            "escalator: --title: String should have at most 200 characters"),
+    CliCase("start-data-not-key-value", "`escalator start … --data novalue`", _start("--data", "novalue"),
+            "escalator: --data: 'novalue' is not KEY=VALUE"),
+    CliCase("claim-bad-role", "`escalator claim 123 --user a --role boss`", ("claim", "123", "--user", "a", "--role", "boss"),
+            "escalator: --role: Input should be 'viewer', 'engineer', 'admin', 'owner' or 'customer'"),
+    CliCase("claim-empty-user", "`escalator claim 123 --user ''`", ("claim", "123", "--user", ""),
+            "escalator: --user: String should have at least 1 character"),
+    CliCase("up-bad-port", "`escalator up --port http`", ("up", "--port", "http"),
+            "escalator up: argument --port: 'http' is not a port number (see `escalator up --help`)"),
+    CliCase("up-port-out-of-range", "`escalator up --port 70000`", ("up", "--port", "70000"),
+            "escalator up: argument --port: 70000 is not a port number (1-65535) (see `escalator up --help`)"),
+    CliCase("unknown-subcommand", "`escalator frobnicate`", ("frobnicate",),
+            "escalator: argument command: invalid choice: 'frobnicate' (choose from 'up', 'worker', 'keygen', "
+            "'codec-server', 'start', 'claim', 'resolve', 'escalate', 'note', 'hold', 'resume', 'deescalate', "
+            "'severity', 'reopen', 'draft', 'status', 'queue', 'list') (see `escalator --help`)"),
+    CliCase("severity-P9", "`escalator severity 123 --user a P9`", ("severity", "123", "--user", "a", "P9"),
+            "escalator: severity: 'P9' is not one of P0, P1, P2, P3, P4"),
+    CliCase("list-bad-status", "`escalator list --status pending`", ("list", "--status", "pending"),
+            "escalator list: argument --status: invalid choice: 'pending' (choose from 'open', 'claimed', 'resolved') "
+            "(see `escalator list --help`)"),
+    CliCase("draft-bad-audience", "`escalator draft 123 --audience everyone`", ("draft", "123", "--audience", "everyone"),
+            "escalator draft: argument --audience: invalid choice: 'everyone' (choose from 'ticket_notes', "
+            "'client_update', 'email_draft') (see `escalator draft --help`)"),
+    CliCase("escalate-without-reason", "`escalator escalate 123 --user a --tried x` (no `--reason`)",
+            ("escalate", "123", "--user", "a", "--tried", "x"),
+            "reason is required", gap=CLI_VALIDATES_AFTER_CONNECTING, fix=CLI_FIX),
+    CliCase("hold-until-not-a-time", "`escalator hold 123 --user a --reason logs --until tomorrow`",
+            ("hold", "123", "--user", "a", "--reason", "logs", "--until", "tomorrow"),
+            "--until: 'tomorrow' is not an ISO time", gap=CLI_VALIDATES_AFTER_CONNECTING, fix=CLI_FIX),
+    CliCase("hold-without-reason", "`escalator hold 123 --user a` (no `--reason`)", ("hold", "123", "--user", "a"),
+            "reason is required", gap=CLI_VALIDATES_AFTER_CONNECTING, fix=CLI_FIX),
+    CliCase("note-over-16KiB", "`escalator note 123 --user a --text <17,000 bytes>`",
+            ("note", "123", "--user", "a", "--text", "n" * 17_000),
+            "is 17000 bytes; the limit is 16384 bytes", gap=CLI_VALIDATES_AFTER_CONNECTING, fix=CLI_FIX),
+    CliCase("claim-bad-case-id", "`escalator claim a/b --user a`", ("claim", "a/b", "--user", "a"),
+            "a/b", gap=CLI_VALIDATES_AFTER_CONNECTING, fix=CLI_FIX),
+    CliCase("start-policy-with-invalid-date", "`escalator start … --policy holiday.yaml` (`holidays: [2026-13-45]`)",
+            _start("--policy", "{tmp}/holiday.yaml"), "2026-13-45",
+            gap="exit 1 and a 59-line traceback ending in `ValueError: month must be in 1..12`",
+            fix=YAML_DATE_FIX),
+]  # fmt: skip
+
+for _case in CLI_CASES:
+    CATALOGUE.append(
+        Entry(
+            CLI,
+            _case.input,
+            f"exit 2, before connecting: {code(_case.expected.replace('{tmp}', '…'))}",
+            f"{MODULE}::test_cli_errors[{_case.id}]",
+            _case.gap,
+            _case.fix,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, str]]:
+    """Run every CLI row (and the control) at once: independent processes, so in parallel."""
+    tmp = tmp_path_factory.mktemp("cli-bad-input")
+    (tmp / "big.txt").write_text("d" * 70_000, encoding="utf-8")
+    (tmp / "dup.yaml").write_text(TWO_TIERS.replace("level: 2", "level: 1"), encoding="utf-8")
+    (tmp / "holiday.yaml").write_text(
+        policy_with("calendar: {holidays: [2026-13-45]}"), encoding="utf-8"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ESCALATOR_ENCRYPTION_KEY"}
+    env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{free_port()}"  # nothing listens there
+
+    def run(args: tuple[str, ...]) -> subprocess.CompletedProcess:
+        argv = [a.replace("{tmp}", str(tmp)) for a in args]
+        return subprocess.run(
+            [sys.executable, "-m", "escalator.cli", *argv],
+            capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+        )  # fmt: skip
+
+    jobs = {case.id: case.args for case in CLI_CASES}
+    jobs[CONTROL] = _start("--policy", "policies/default.yaml")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = dict(zip(jobs, pool.map(run, jobs.values()), strict=True))
+    return {key: (result, str(tmp)) for key, result in results.items()}
+
+
+def test_cli_control_valid_input_tries_to_connect(cli_runs):
+    """The premise of the CLI rows: with valid input the CLI does connect, and fails (3)."""
+    result, _ = cli_runs[CONTROL]
+    assert result.returncode == 3, result.stderr
+    assert UNREACHABLE in one_line(result.stderr)
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.id, marks=gap_mark(c.gap)) for c in CLI_CASES]
+)
+def test_cli_errors(cli_runs, case: CliCase):
+    result, tmp = cli_runs[case.id]
+    assert "Traceback" not in result.stderr, result.stderr[-500:]
+    assert UNREACHABLE not in result.stderr, f"validated only after connecting: {result.stderr}"
+    assert result.returncode == 2, result.stderr
+    line = one_line(result.stderr)
+    expected = case.expected.replace("{tmp}", tmp)
+    if case.gap:
+        assert expected in line
+    else:
+        assert line == expected
+    assert result.stdout == ""  # nothing was started or printed as if it had worked
+
+
+# == 3. signal and update payloads ====================================================
+# On the time-skipping server, against a worker whose activities only record.
+
+
+async def settled(desk: Desk, case_id: str, **fields):
+    """Start a case and return its status once the start-up mail is on record, so a
+    later comparison sees only what the bad input did."""
+    await desk.start(case_id, **fields)
+
+    async def ready():
+        status = await desk.status(case_id)
+        return status if any(e.kind == "notification_sent" for e in status.timeline) else None
+
+    return await eventually(ready)
+
+
+async def execution_status(client, case_id: str) -> WorkflowExecutionStatus | None:
+    """The run's status (raw RPC: `describe()` chokes on the test server's attributes)."""
+    request = DescribeWorkflowExecutionRequest(
+        namespace=client.namespace, execution=WorkflowExecution(workflow_id=f"case-{case_id}")
+    )
+    try:
+        response = await client.workflow_service.describe_workflow_execution(request)
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return WorkflowExecutionStatus(response.workflow_execution_info.status)
+
+
+async def timeline_grows(desk: Desk, case_id: str, before, count: int = 1):
+    """The status once `count` entries were added; fails at once if the case stopped."""
+
+    async def grown():
+        state = await execution_status(desk.env.client, case_id)
+        if state != WorkflowExecutionStatus.RUNNING:
+            raise AssertionError(f"the bad input stopped the case: its workflow is {state}")
+        status = await desk.status(case_id)
+        return status if len(status.timeline) >= len(before.timeline) + count else None
+
+    return await eventually(grown, within=10)
+
+
+def assert_unchanged(before, after, *, added: tuple[str, ...] = ()) -> None:
+    """Same status, apart from timeline entries of the given kinds at the end."""
+    kept, new = after.timeline[: len(before.timeline)], after.timeline[len(before.timeline) :]
+    assert kept == before.timeline
+    assert tuple(e.kind for e in new) == added, new
+    assert after.timeline_total == before.timeline_total + len(added)
+    ignore = {"timeline", "timeline_total"}
+    assert after.model_dump(exclude=ignore) == before.model_dump(exclude=ignore)
+
+
+async def assert_still_works(desk: Desk, case_id: str) -> None:
+    """Nothing lost: the case takes a valid action afterwards."""
+    answer = await desk.escalator.claim(case_id, actor("alice"))
+    assert (answer.message, answer.state, answer.assignee) == ("claimed", "claimed", "alice")
+
+
+async def forget_if_stopped(desk: Desk, case_id: str) -> None:
+    """A gap row may fail the case's workflow; then there is nothing to close at teardown."""
+    state = await execution_status(desk.env.client, case_id)
+    if state not in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+        desk.started.remove(f"case-{case_id}")
+
+
+async def updates_accepted(handle) -> int:
+    """Updates that got past validation leave an `accepted` event; refused ones do not."""
+    history = await handle.fetch_history()
+    return sum(
+        e.HasField("workflow_execution_update_accepted_event_attributes") for e in history.events
+    )
+
+
+ENGINEER = {"user": "eve", "role": "engineer"}
+
+SIGNAL_GAP = (
+    "no `rejected` entry: the workflow task fails, so the case stops (in production: wedged, "
+    "its task retried forever)"
+)
+SIGNAL_FIX = (
+    "Cause: the fallback in workflows/escalation.py `_signal_payload` that names the actor of a "
+    "malformed payload assumes `actor` is an object with a string `user`: "
+    "`data.get('actor', {}).get('user')` raises AttributeError for `\"alice\"` or `null`, and "
+    "TimelineEvent(actor=42) raises ValidationError, inside the except block. The workflow task "
+    "fails: under the tests' worker the case's workflow fails; in production the task is retried "
+    "forever and the case is wedged (no timers, no escalations, no messages) until a code fix. "
+    "Fix: `who = data.get('actor') if isinstance(data, "
+    "dict) else None; user = who.get('user') if isinstance(who, dict) else None; user = user if "
+    "isinstance(user, str) else None` (and shorten it), so the rejection is always recorded."
+)
+ARITY_GAP = SIGNAL_GAP
+ARITY_FIX = (
+    "Cause: the SDK calls a signal handler with as many arguments as were sent, so anything but "
+    "exactly one raises TypeError before `_signal_payload` runs, and the workflow task fails as "
+    "above (wedged in production). Fix: check the arity before the handler runs, e.g. a "
+    "WorkflowInboundInterceptor whose "
+    "`handle_signal` records `<signal> refused: malformed payload: expected 1 argument, got N` "
+    "for the case's signals, or handlers declared `payload: RawValue | None = None` for the "
+    "zero-argument case."
+)
+
+
+@dataclass(frozen=True)
+class SignalCase:
+    id: str
+    input: str
+    signal: str
+    args: tuple  # the payloads sent: usually one
+    expected: str  # the rejected entry's detail (for a gap, a fragment of it)
+    actor: str | None = None  # who the rejected entry names
+    gap: str | None = None
+    fix: str | None = None
+
+
+SIGNAL_CASES = [
+    SignalCase("role-not-a-role", "`claim` with `role: superuser`", "claim",
+               ({"actor": {"user": "mallory", "role": "superuser"}},),
+               "claim refused: malformed payload: actor.role: Input should be 'viewer', 'engineer', 'admin', 'owner' or 'customer'",
+               "mallory"),
+    SignalCase("text-not-a-string", "`add_note` with `text: 42`", "add_note", ({"actor": ENGINEER, "text": 42},),
+               "add_note refused: malformed payload: text: Input should be a valid string", "eve"),
+    SignalCase("payload-not-an-object", '`claim` with the payload `"not even an object"`', "claim",
+               ("not even an object",), "claim refused: malformed payload: Input should be an object"),
+    SignalCase("payload-null", "`claim` with the payload `null`", "claim", (None,),
+               "claim refused: malformed payload: Input should be a valid dictionary or instance of ClaimRequest"),
+    SignalCase("missing-actor", "`claim` with `{}`", "claim", ({},),
+               "claim refused: malformed payload: actor: Field required"),
+    SignalCase("steps-not-a-list", '`escalate` with `steps_taken: "tried"` (a string)', "escalate",
+               ({"actor": ENGINEER, "note": {"reason": "needs DBA", "steps_taken": "tried"}},),
+               "escalate refused: malformed payload: note.steps_taken: Input should be a valid tuple", "eve"),
+    SignalCase("until-not-a-time", '`hold` with `until: "tomorrow"`', "hold",
+               ({"actor": ENGINEER, "reason": "waiting on logs", "until": "tomorrow"},),
+               "hold refused: malformed payload: until: Input should be a valid datetime or date, input is too short",
+               "eve"),
+    SignalCase("note-over-16KiB", "`add_note` with 17,000 bytes of text", "add_note",
+               ({"actor": ENGINEER, "text": "n" * 17_000},),
+               "add_note refused: malformed payload: text: Value error, is 17000 bytes; the limit is 16384 bytes, so attach long logs elsewhere",
+               "eve"),
+    SignalCase("actor-not-an-object", '`claim` with `actor: "alice"`', "claim", ({"actor": "alice"},),
+               "claim refused: malformed payload: actor: Input should be an object", None, SIGNAL_GAP, SIGNAL_FIX),
+    SignalCase("user-not-a-string", "`claim` with `user: 42`", "claim", ({"actor": {"user": 42, "role": "engineer"}},),
+               "claim refused: malformed payload: actor.user: Input should be a valid string", None, SIGNAL_GAP, SIGNAL_FIX),
+    SignalCase("no-payload", "`claim` sent with no argument", "claim", (),
+               "claim refused: malformed payload", None, ARITY_GAP, ARITY_FIX),
+    SignalCase("two-payloads", "`claim` sent with two arguments", "claim",
+               ({"actor": ENGINEER}, {"actor": ENGINEER}),
+               "claim refused: malformed payload", None, ARITY_GAP, ARITY_FIX),
+]  # fmt: skip
+
+for _case in SIGNAL_CASES:
+    CATALOGUE.append(
+        Entry(
+            MESSAGES,
+            f"signal {_case.input}",
+            f"timeline `rejected`: {code(_case.expected)}; the case goes on",
+            f"{MODULE}::test_signal_payloads[{_case.id}]",
+            _case.gap,
+            _case.fix,
+        )
+    )
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.id, marks=gap_mark(c.gap)) for c in SIGNAL_CASES]
+)
+async def test_signal_payloads(desk: Desk, case: SignalCase):
+    case_id = f"sig-{case.id}"
+    before = await settled(desk, case_id)
+    handle = desk.env.client.get_workflow_handle(f"case-{case_id}")
+    try:
+        await handle.signal(case.signal, args=list(case.args))
+        after = await timeline_grows(desk, case_id, before)
+        assert_unchanged(before, after, added=("rejected",))
+        rejected = after.timeline[-1]
+        detail = one_line(rejected.detail)
+        if case.gap:  # the wording (and the actor named) is up to the fix
+            assert detail.startswith(case.expected), detail
+        else:
+            assert (detail, rejected.actor) == (case.expected, case.actor)
+        await assert_still_works(desk, case_id)
+    finally:
+        await forget_if_stopped(desk, case_id)
+
+
+UPDATE_GAP = (
+    "rejected, no state change, but the message is pydantic's 4-line report "
+    "(`1 validation error for ClaimRequest` / `actor.role` / `Input should be … "
+    "[type=literal_error, …]` / `For further information visit https://errors.pydantic.dev/…`)"
+)
+UPDATE_FIX = (
+    "Cause: the SDK decodes an update's argument before the validator runs and rejects a decoding "
+    "failure with the exception's text. EscalatorClient validates first, but any other Temporal "
+    "client (or `temporal workflow update`) gets the multi-line report, and EscalatorClient's own "
+    "fallback `ActionRefused(f'rejected: {cause}')` would pass it on. Fix: in "
+    "workflows/escalation.py, declare the `try_*` updates and their validators with a "
+    "`RawValue` argument and decode it in the validator like `_signal_payload` does, "
+    "rejecting with `ApplicationError('rejected: malformed payload: <_one_line_error>', "
+    "type='ActionRefused')` (still no history); the handler decodes again."
+)
+
+
+@row(MESSAGES, "raw update `try_claim` with `role: superuser` (bypassing EscalatorClient)",
+     "update rejected, no history, status unchanged; the message should be one line naming `actor.role`",
+     gap=UPDATE_GAP, fix=UPDATE_FIX)  # fmt: skip
+async def test_update_with_a_malformed_payload(desk: Desk):
+    before = await settled(desk, "upd-malformed")
+    handle = desk.env.client.get_workflow_handle("case-upd-malformed")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            "try_claim", {"actor": {"user": "mallory", "role": "superuser"}}
+        )
+    assert_unchanged(before, await desk.status("upd-malformed"))
+    assert await updates_accepted(handle) == 0
+    await assert_still_works(desk, "upd-malformed")
+    message = one_line(refused.value.cause.message)  # fails today: several lines
+    assert "actor.role" in message
+
+
+@row(MESSAGES, "`claim` on a case id that does not exist",
+     "`CaseNotFound`: `case no-such-case does not exist; check the case id`; no case is created")  # fmt: skip
+async def test_update_on_an_unknown_case(desk: Desk):
+    with pytest.raises(CaseNotFound) as missing:
+        await desk.escalator.claim("no-such-case", actor("alice"))
+    assert one_line(str(missing.value)) == "case no-such-case does not exist; check the case id"
+    assert await execution_status(desk.env.client, "no-such-case") is None
+    with pytest.raises(CaseNotFound):
+        await desk.status("no-such-case")
+
+
+@row(MESSAGES, "`claim` on a case that was resolved and has completed",
+     "`ActionRefused`: `case upd-closed is closed (completed); it takes no more actions`; status and outcome unchanged")  # fmt: skip
+async def test_update_on_a_closed_case(desk: Desk):
+    await settled(desk, "upd-closed")
+    await desk.escalator.resolve("upd-closed", actor("alice"), "fixed")
+    outcome = await desk.escalator.outcome("upd-closed")
+    before = await desk.status("upd-closed")
+    with pytest.raises(ActionRefused) as refused:
+        await desk.escalator.claim("upd-closed", actor("bob"))
+    assert one_line(str(refused.value)) == (
+        "case upd-closed is closed (completed); it takes no more actions"
+    )
+    assert_unchanged(before, await desk.status("upd-closed"))
+    assert await desk.escalator.outcome("upd-closed") == outcome  # nothing lost
+
+
+@row(MESSAGES, "`claim` by a `viewer`",
+     "`ActionRefused`: `rejected: victor is a viewer; viewers can read cases but not act on them`; audited as `rejected` in the timeline")  # fmt: skip
+async def test_update_by_a_viewer_is_refused_and_audited(desk: Desk):
+    before = await settled(desk, "upd-viewer")
+    with pytest.raises(ActionRefused) as refused:
+        await desk.escalator.claim("upd-viewer", actor("victor", role="viewer"))
+    assert one_line(str(refused.value)) == (
+        "rejected: victor is a viewer; viewers can read cases but not act on them"
+    )
+    after = await desk.status("upd-viewer")
+    assert_unchanged(before, after, added=("rejected",))
+    assert (after.timeline[-1].actor, after.timeline[-1].detail) == (
+        "victor",
+        "claim refused: victor is a viewer; viewers can read cases but not act on them",
+    )
+    await assert_still_works(desk, "upd-viewer")
+
+
+@row(MESSAGES, "`resolve` by a user of another account",
+     "`ActionRefused`: `rejected: mallory belongs to account 'other-co', not to this case's account`; audited")  # fmt: skip
+async def test_update_from_another_account_is_refused_and_audited(desk: Desk):
+    before = await settled(desk, "upd-account")
+    with pytest.raises(ActionRefused) as refused:
+        await desk.escalator.resolve("upd-account", actor("mallory", account="other-co"), "closing")
+    assert one_line(str(refused.value)) == (
+        "rejected: mallory belongs to account 'other-co', not to this case's account"
+    )
+    after = await desk.status("upd-account")
+    assert_unchanged(before, after, added=("rejected",))
+    assert after.timeline[-1].actor == "mallory"
+    await assert_still_works(desk, "upd-account")
+
+
+@row(MESSAGES, "`escalate` with a reason but no `steps_taken` (via EscalatorClient, and as a raw update)",
+     "`InvalidInput`: `note.steps_taken is required: list at least one thing already tried`; a raw update is rejected by the validator with the same reason, no history")  # fmt: skip
+async def test_escalate_without_steps(desk: Desk):
+    before = await settled(desk, "upd-steps")
+    note = {"reason": "needs backend access", "steps_taken": []}
+    with pytest.raises(InvalidInput) as invalid:
+        await desk.escalator.escalate("upd-steps", actor("alice"), note)
+    reason = "note.steps_taken is required: list at least one thing already tried"
+    assert one_line(str(invalid.value)) == reason
+    handle = desk.env.client.get_workflow_handle("case-upd-steps")
+    request = EscalateRequest(actor=actor("alice"), note=EscalationNote(**note))
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(EscalationWorkflow.try_escalate, request)
+    assert one_line(refused.value.cause.message) == f"rejected: {reason}"
+    assert_unchanged(before, await desk.status("upd-steps"))
+    assert await updates_accepted(handle) == 0
+    await assert_still_works(desk, "upd-steps")
+
+
+@row(MESSAGES, "`hold` without a reason (via EscalatorClient, and as a raw update)",
+     "`InvalidInput`: `reason is required: say what the case is waiting for`; a raw update is rejected with the same reason, no history")  # fmt: skip
+async def test_hold_without_a_reason(desk: Desk):
+    before = await settled(desk, "upd-hold")
+    with pytest.raises(InvalidInput) as invalid:
+        await desk.escalator.hold("upd-hold", actor("alice"), "  ")
+    reason = "reason is required: say what the case is waiting for"
+    assert one_line(str(invalid.value)) == reason
+    handle = desk.env.client.get_workflow_handle("case-upd-hold")
+    with pytest.raises(WorkflowUpdateFailedError) as refused:
+        await handle.execute_update(
+            EscalationWorkflow.try_hold, HoldRequest(actor=actor("alice"), reason="")
+        )
+    assert one_line(refused.value.cause.message) == f"rejected: {reason}"
+    after = await desk.status("upd-hold")
+    assert_unchanged(before, after)
+    assert after.hold is None and after.next_deadline is not None  # the clocks still run
+    assert await updates_accepted(handle) == 0
+    await assert_still_works(desk, "upd-hold")
+
+
+@row(MESSAGES, "`deescalate` a case on the lowest tier",
+     "`ActionRefused`: `rejected: the case is on the lowest tier; there is no tier to return it to`")  # fmt: skip
+async def test_deescalate_from_the_lowest_tier(desk: Desk):
+    before = await settled(desk, "upd-lowest")
+    with pytest.raises(ActionRefused) as refused:
+        await desk.escalator.deescalate("upd-lowest", actor("alice", role="admin"), "back to L1")
+    assert one_line(str(refused.value)) == (
+        "rejected: the case is on the lowest tier; there is no tier to return it to"
+    )
+    assert_unchanged(before, await desk.status("upd-lowest"))
+    await assert_still_works(desk, "upd-lowest")
+
+
+@row(MESSAGES, "`deescalate` to `to_level: 7` (no such tier) from L2",
+     "`ActionRefused`: `rejected: to_level 7 is not a lower tier (choose one of: 1)`")  # fmt: skip
+async def test_deescalate_to_a_missing_tier(desk: Desk):
+    before = await settled(desk, "upd-to-level", severity="P2")  # P2 starts at L2
+    assert before.tier_level == 2
+    with pytest.raises(ActionRefused) as refused:
+        await desk.escalator.deescalate(
+            "upd-to-level", actor("alice", role="admin"), "monitor", to_level=7
+        )
+    assert one_line(str(refused.value)) == (
+        "rejected: to_level 7 is not a lower tier (choose one of: 1)"
+    )
+    assert_unchanged(before, await desk.status("upd-to-level"))
+    await assert_still_works(desk, "upd-to-level")
+
+
+@row(MESSAGES, "`reopen` a case that is not resolved",
+     "`ActionRefused`: `rejected: the case is not resolved, so there is nothing to reopen`")  # fmt: skip
+async def test_reopen_an_unresolved_case(desk: Desk):
+    before = await settled(desk, "upd-reopen")
+    with pytest.raises(ActionRefused) as refused:
+        await desk.escalator.reopen("upd-reopen", actor("alice"), "again")
+    assert one_line(str(refused.value)) == (
+        "rejected: the case is not resolved, so there is nothing to reopen"
+    )
+    assert_unchanged(before, await desk.status("upd-reopen"))
+    await assert_still_works(desk, "upd-reopen")
+
+
+@row(MESSAGES, "`set_severity` to `P9`",
+     "`InvalidInput`: `set_severity: severity: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4'`")  # fmt: skip
+async def test_set_an_unknown_severity(desk: Desk):
+    before = await settled(desk, "upd-severity")
+    with pytest.raises(InvalidInput) as invalid:
+        await desk.escalator.set_severity("upd-severity", actor("alice"), "P9")
+    assert one_line(str(invalid.value)) == (
+        "set_severity: severity: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4'"
+    )
+    assert_unchanged(before, await desk.status("upd-severity"))
+    await assert_still_works(desk, "upd-severity")
+
+
+# == 4. content ========================================================================
+
+
+async def assert_id_is_free(desk: Desk, case_id: str) -> None:
+    """Nothing was started under the refused id, and a valid start with it works."""
+    assert await execution_status(desk.env.client, case_id) is None
+    await desk.start(case_id)
+    status = await desk.status(case_id)
+    assert (status.case_id, status.state) == (case_id, "open")
+
+
+def start_fields(case_id: str, **fields) -> dict:
+    return {"case_id": case_id, "title": "VPN down", "policy": DEFAULT_POLICY, **fields}
+
+
+@dataclass(frozen=True)
+class RefusedStart:
+    id: str
+    input: str
+    fields: dict
+    expected: str
+
+
+REFUSED_STARTS = [
+    RefusedStart("description-over-64KiB", "a description of 64 KiB + 1 byte",
+                 {"description": "x" * (64 * 1024 + 1)},
+                 "case: description: is 65537 bytes; the limit is 65536 bytes, so attach long logs elsewhere"),
+    RefusedStart("description-over-64KiB-multibyte", "a description of 33,000 `ё` (33,000 characters, 66,000 bytes)",
+                 {"description": "ё" * 33_000},
+                 "case: description: is 66000 bytes; the limit is 65536 bytes, so attach long logs elsewhere"),
+    RefusedStart("unknown-severity", "severity `P9`", {"severity": "P9"},
+                 "case: severity: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4'"),
+    RefusedStart("title-over-200", "a title of 201 characters", {"title": "t" * 201},
+                 "case: title: String should have at most 200 characters"),
+    RefusedStart("empty-title", "an empty title", {"title": ""},
+                 "case: title: String should have at least 1 character"),
+    RefusedStart("customer-email-header-injection", 'customer email `"jane@acme.example\\r\\nBcc: evil@example.com"`',
+                 {"customer": {"email": "jane@acme.example\r\nBcc: evil@example.com"}},
+                 "case: customer.email: 'jane@acme.example\\r\\nBcc: evil@example.com' is not an email address"),
+]  # fmt: skip
+
+for _case in REFUSED_STARTS:
+    CATALOGUE.append(
+        Entry(
+            CONTENT,
+            f"`start_case` with {_case.input}",
+            f"`InvalidInput`: {code(_case.expected)}; nothing started, the id stays free",
+            f"{MODULE}::test_refused_start[{_case.id}]",
+        )
+    )
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in REFUSED_STARTS])
+async def test_refused_start(desk: Desk, case: RefusedStart):
+    case_id = f"start-{case.id}"
+    with pytest.raises(InvalidInput) as invalid:
+        await desk.escalator.start_case(start_fields(case_id, **case.fields))
+    assert one_line(str(invalid.value)) == case.expected
+    await assert_id_is_free(desk, case_id)
+
+
+BAD_IDS = {"slash": "a/b", "space": "a b"}
+for _name, _bad_id in BAD_IDS.items():
+    CATALOGUE.append(
+        Entry(
+            CONTENT,
+            f"case id `{_bad_id}` (start, status and claim)",
+            "`InvalidInput`: start: `case: case_id: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'`; "
+            f"actions: `case id '{_bad_id}' is not valid: use letters, digits, '.', '_' or '-'`",
+            f"{MODULE}::test_case_id_is_refused[{_name}]",
+        )
+    )
+
+
+@pytest.mark.parametrize("bad_id", list(BAD_IDS.values()), ids=list(BAD_IDS))
+async def test_case_id_is_refused(desk: Desk, bad_id: str):
+    with pytest.raises(InvalidInput) as invalid:
+        await desk.escalator.start_case(start_fields(bad_id))
+    assert one_line(str(invalid.value)) == (
+        "case: case_id: String should match pattern '^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$'"
+    )
+    action = f"case id {bad_id!r} is not valid: use letters, digits, '.', '_' or '-'"
+    for attempt in (desk.status(bad_id), desk.escalator.claim(bad_id, actor("alice"))):
+        with pytest.raises(InvalidInput) as invalid:
+            await attempt
+        assert one_line(str(invalid.value)) == action
+    assert await execution_status(desk.env.client, bad_id) is None  # nothing started
+
+
+@row(CONTENT, "`add_note` with 16 KiB + 1 byte of text",
+     "`InvalidInput`: `note: text: is 16385 bytes; the limit is 16384 bytes, so attach long logs elsewhere`; status unchanged, a valid note then works")  # fmt: skip
+async def test_note_over_16KiB_is_refused(desk: Desk):
+    before = await settled(desk, "note-big")
+    with pytest.raises(InvalidInput) as invalid:
+        await desk.escalator.add_note("note-big", actor("alice"), "n" * (16 * 1024 + 1))
+    assert one_line(str(invalid.value)) == (
+        "note: text: is 16385 bytes; the limit is 16384 bytes, so attach long logs elsewhere"
+    )
+    assert_unchanged(before, await desk.status("note-big"))
+    answer = await desk.escalator.add_note("note-big", actor("alice"), "n" * (16 * 1024))
+    assert answer.message == "note added"
+    assert (await desk.status("note-big")).notes_total == 1
+
+
+DATA_GAP = (
+    "a raw `temporalio.service.RPCError: Blob data size exceeds limit.` escapes start_case "
+    "(not one of its four errors)"
+)
+DATA_FIX = (
+    "Cause: CaseInput.data is unbounded, unlike every other case text, and "
+    "EscalatorClient.start_case does not translate RPCError. 1 MiB is accepted, and then copied "
+    "into every assessment request and continue-as-new input. Fix: in escalator/models.py, bound "
+    "`data` (e.g. its JSON encoding ≤ 16 KiB: `data: is N bytes; "
+    "the limit is 16384 bytes`), and in starter.EscalatorClient.start_case turn an "
+    "INVALID_ARGUMENT RPCError into `InvalidInput(f'case {id}: Temporal refused it: {message}')`."
+)
+
+
+@row(CONTENT, "`start_case` with 3 MiB in `data` (real dev server)",
+     "`InvalidInput` naming `data`; nothing started, the id stays free",
+     gap=DATA_GAP, fix=DATA_FIX, raises=RPCError)  # fmt: skip
+async def test_data_over_the_payload_limit(dev_env):
+    escalator = EscalatorClient(dev_env.client, unique_queue("nobody-polls"))
+    fields = start_fields("data-big", data={"logs": "x" * (3 * 1024 * 1024)})
+    try:
+        with pytest.raises(InvalidInput) as invalid:
+            await escalator.start_case(fields)  # raises RPCError today
+        assert "data" in one_line(str(invalid.value))
+        assert await execution_status(dev_env.client, "data-big") is None
+    finally:
+        if await execution_status(dev_env.client, "data-big") is not None:
+            await dev_env.client.get_workflow_handle("case-data-big").terminate("test end")
+
+
+# -- content that is accepted, and must arrive intact and harmless -------------------
+# These run the real send_email activity against a real SMTP server on loopback.
+
+
+@pytest_asyncio.fixture
+async def mail_desk(ts_env, monkeypatch):
+    """A desk whose worker sends real mail (SMTP on loopback) for its cases."""
+    sink = MailSink().start()
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(sink.port))
+    for name in ("SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS", "MAIL_FROM"):
+        monkeypatch.delenv(name, raising=False)
+    notifier = RecordingNotifier()
+    stand_ins = [a for a in notifier.activities if a.__name__ != "send_email"]
+    queue = unique_queue("mail")
+    try:
+        async with Worker(
+            ts_env.client,
+            task_queue=queue,
+            workflows=[EscalationWorkflow],
+            activities=[send_email, *stand_ins],
+            workflow_failure_exception_types=[Exception],
+        ):
+            desk = Desk(ts_env, EscalatorClient(ts_env.client, queue), notifier)
+            yield desk, sink
+            await desk.close_open_cases()
+    finally:
+        sink.stop()
+
+
+async def first_mail(sink: MailSink, case_id: str):
+    """The new-case mail to L1, as the receiving mail client parsed it."""
+    [mail] = await eventually(lambda: sink.with_purpose(case_id, "tier_entry"))
+    return mail
+
+
+def bodies(mail) -> tuple[str, str]:
+    return mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
+
+
+@row(CONTENT, 'title `"Hi\\r\\nBcc: evil@example.com"`',
+     "the case starts and keeps the title as typed; the real mail has no `Bcc`, goes to L1 only, and its subject is one line")  # fmt: skip
+async def test_line_breaks_in_a_title_inject_no_header(mail_desk):
+    desk, sink = mail_desk
+    title = "Hi\r\nBcc: evil@example.com"
+    await desk.escalator.start_case(start_fields("crlf-title", title=title))
+    desk.started.append("case-crlf-title")
+    assert (await desk.status("crlf-title")).title == title  # nothing lost
+    mail = await first_mail(sink, "crlf-title")
+    assert mail["Bcc"] is None and "bcc" not in {name.lower() for name in mail}
+    assert mail["X-Envelope-To"] == "l1@example.com"  # evil@example.com got nothing
+    for name, value in mail.items():
+        assert "\r" not in value and "\n" not in value, name
+    assert mail["Subject"].endswith(": Hi Bcc: evil@example.com")  # flattened, not dropped
+
+
+@row(CONTENT, "HTML in the title and description (`<script>`, `<img onerror>`)",
+     "the HTML part shows it escaped (`&lt;script&gt;`), never raw; the plain part shows it as typed")  # fmt: skip
+async def test_html_in_case_text_is_escaped(mail_desk):
+    desk, sink = mail_desk
+    title = "<script>alert('title')</script>"
+    description = 'logs: <img src=x onerror="alert(1)"> & <b>bold</b>'
+    await desk.escalator.start_case(start_fields("html-text", title=title, description=description))
+    desk.started.append("case-html-text")
+    assert (await desk.status("html-text")).title == title
+    text, html_body = bodies(await first_mail(sink, "html-text"))
+    for raw in ("<script", "<img", "<b>"):
+        assert raw not in html_body
+    assert "&lt;script&gt;alert(&#x27;title&#x27;)&lt;/script&gt;" in html_body
+    assert (
+        "logs: &lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &lt;b&gt;bold&lt;/b&gt;"
+        in html_body
+    )
+    assert description in text  # the plain part is never interpreted
+
+
+@row(CONTENT, 'non-ASCII title and description (`"Zoë — синхронизация 同期"`)',
+     "status returns the title exactly; the real mail's subject decodes to it; both bodies carry it")  # fmt: skip
+async def test_non_ascii_survives_end_to_end(mail_desk):
+    desk, sink = mail_desk
+    title = "Zoë — синхронизация 同期"
+    description = "Grüße aus 東京 — Zoë"
+    await desk.escalator.start_case(start_fields("non-ascii", title=title, description=description))
+    desk.started.append("case-non-ascii")
+    assert (await desk.status("non-ascii")).title == title
+    mail = await first_mail(sink, "non-ascii")
+    assert mail["Subject"].endswith(f": {title}"), mail["Subject"]
+    text, html_body = bodies(mail)
+    for body in (text, html_body):
+        assert title in body and description in body
+
+
+# == the doc ============================================================================
+
+
+def render_doc() -> str:
+    entries = sorted(CATALOGUE, key=lambda e: AREAS.index(e.area))  # stable: table order
+    gaps = [e for e in entries if e.gap]
+    counts = ", ".join(f"{area} {sum(e.area == area for e in entries)}" for area in AREAS)
+
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    lines = [
+        "# Bad input: what the user sees",
+        "",
+        f"**{len(entries)} bad inputs, {len(AREAS)} areas, nothing lost** — in the "
+        f"{len(entries) - len(gaps)} rows the product handles. The {len(gaps)} rows marked "
+        "**gap** are known shortfalls: each is a strict `xfail` test, the table says what "
+        "happens today, and [Gaps](#gaps) gives the cause and a proposed fix.",
+        "",
+        f"Rows per area: {counts}.",
+        "",
+        "Every row is a test in `tests/test_bad_input.py` that checks three things: a clear "
+        "one-line error naming the field (for a signal: a `rejected` timeline entry with the "
+        "reason), nothing lost (the case still works afterwards, the refused id is still free, "
+        "or the file is untouched), and no state change (the case's status before equals its "
+        "status after, apart from the `rejected` entry). CLI rows run with `TEMPORAL_ADDRESS` "
+        "at a closed port, so exit 2 also proves the input was refused before connecting.",
+        "",
+        f"Generated from the tables in that module by `{REGENERATE}`; a test checks it is current.",
+        "",
+        "| # | area | input | what the user sees | test |",
+        "|---|---|---|---|---|",
+    ]
+    for number, entry in enumerate(entries, 1):
+        sees = f"**gap**: today {entry.gap}. Should be: {entry.sees}" if entry.gap else entry.sees
+        lines.append(
+            f"| {number} | {entry.area} | {cell(entry.input)} | {cell(sees)} | `{entry.test}` |"
+        )
+    lines += ["", "## Gaps", ""]
+    by_fix: dict[str, list[int]] = {}
+    for number, entry in enumerate(entries, 1):
+        if entry.gap:
+            by_fix.setdefault(entry.fix or "", []).append(number)
+    for fix, numbers in by_fix.items():
+        lines.append(f"- **{', '.join(f'#{n}' for n in numbers)}.** {fix}")
+    return "\n".join(lines) + "\n"
+
+
+META_TESTS = {"test_cli_control_valid_input_tries_to_connect", "test_doc_lists_every_row"}
+
+
+def test_doc_lists_every_row(request):
+    counts = {area: sum(e.area == area for e in CATALOGUE) for area in AREAS}
+    assert all(counts[area] >= minimum for area, minimum in MINIMUM_PER_AREA.items()), counts
+    assert len(CATALOGUE) >= 30
+    ids = [entry.test for entry in CATALOGUE]
+    assert len(ids) == len(set(ids)), "a test id is listed twice"
+    # Every test of this module is a catalogue row, and every row is a collected test.
+    ours = {
+        item.nodeid
+        for item in request.session.items
+        if item.nodeid.startswith(f"{MODULE}::") and item.originalname not in META_TESTS
+    }
+    if not set(ids) <= ours:
+        pytest.skip("run the whole module to compare the catalogue with the collected tests")
+    assert ours == set(ids)
+    assert DOC.read_text(encoding="utf-8") == render_doc(), f"regenerate it: {REGENERATE}"
+
+
+if __name__ == "__main__":
+    DOC.write_text(render_doc(), encoding="utf-8")
+    print(f"wrote {DOC.relative_to(ROOT)}: {len(CATALOGUE)} rows")
