@@ -1,0 +1,639 @@
+"""Chaos: prove that nothing is lost.
+
+Everything here is real: the Temporal dev server on a SQLite file (started as
+`escalator up` starts it), `worker.py` subprocesses, and an SMTP server on loopback.
+The tests kill workers with kill -9, stop and restart the server on the same file,
+and take SMTP down, then check every case, every escalation and every mail.
+
+Random choices come from one seed, printed at the start of each run; set
+CHAOS_SEED=<seed> to replay a run's kill schedule. Set CHAOS_FIGURES=<path> to
+write the measured figures as JSON (docs/reliability.md quotes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import pytest_asyncio
+from chaos_support import (
+    BouncingMailSink,
+    DevServerProcess,
+    LoggedWorker,
+    body,
+    duplicate_report,
+    events,
+    gather_bounded,
+    received_at,
+    sent_message_ids,
+)
+from support import actor, eventually, unique_queue
+
+from escalator.models import CaseStatus
+from escalator.policy import Policy
+from starter import EscalatorClient
+
+pytestmark = pytest.mark.integration
+
+L1, L2, L3 = "l1-desk@example.com", "l2-specialists@example.com", "l3-oncall@example.com"
+CLOSER = actor("closer", role="admin")
+FIGURES: dict[str, dict] = {}
+# Worker logs that would mean a replay after a kill went wrong.
+REPLAY_PROBLEMS = ("nondetermin", "Failed activation")
+
+
+def policy(
+    first_response: float = 3,
+    resolution: float = 10,
+    *,
+    l2_first_response: float | None = None,
+    l2_notify: str = L2,
+) -> Policy:
+    """L1 and L2 on seconds-scale SLAs, L3 final without one; one address per tier."""
+
+    def sla(first: float) -> dict:
+        return {"first_response": first, "resolution_target": max(first, resolution)}
+
+    return Policy.model_validate(
+        {
+            "name": "chaos",
+            "tiers": [
+                {
+                    "level": 1,
+                    "name": "Front-Line Support",
+                    "team": "support-generalists",
+                    "notify": [L1],
+                    "sla": sla(first_response),
+                },
+                {
+                    "level": 2,
+                    "name": "Specialist Support",
+                    "team": "support-specialists",
+                    "notify": [l2_notify],
+                    "sla": sla(l2_first_response or first_response),
+                },
+                {
+                    "level": 3,
+                    "name": "Engineering",
+                    "team": "engineering-oncall",
+                    "notify": [L3],
+                },
+            ],
+        }
+    )
+
+
+def customer_of(case_id: str) -> str:
+    return f"{case_id}@customers.example"
+
+
+def new_case(case_id: str, case_policy: Policy) -> dict:
+    return {
+        "case_id": case_id,
+        "title": f"Chaos case {case_id}",
+        "description": "Outlook stopped syncing after the certificate change.",
+        "customer": {"name": "Jane", "email": customer_of(case_id)},
+        "policy": case_policy,
+    }
+
+
+# -- fixtures --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def figures():
+    yield FIGURES
+    text = json.dumps(FIGURES, indent=2, default=str)
+    print(f"\nchaos figures:\n{text}")
+    if os.environ.get("CHAOS_FIGURES"):
+        with open(os.environ["CHAOS_FIGURES"], "w") as out:
+            out.write(text + "\n")
+
+
+@pytest.fixture(scope="module")
+def seed() -> int:
+    value = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1_000_000))
+    print(f"\nchaos seed: {value} (replay with CHAOS_SEED={value})")
+    return value
+
+
+@pytest_asyncio.fixture(scope="module")
+async def server(tmp_path_factory):
+    """One dev server on a SQLite file for the tests that do not restart it."""
+    dev = DevServerProcess(tmp_path_factory.mktemp("chaos-server"))
+    try:
+        await dev.start()
+        yield dev
+    finally:
+        dev.stop()
+
+
+class Chaos:
+    """What a test starts (workers, sinks, its own servers), stopped at teardown
+    whatever happens to the test."""
+
+    def __init__(self, tmp_path) -> None:
+        self.tmp_path = tmp_path
+        self.workers: list[LoggedWorker] = []
+        self.sinks: list[BouncingMailSink] = []
+        self.servers: list[DevServerProcess] = []
+
+    def sink(self) -> BouncingMailSink:
+        sink = BouncingMailSink()
+        self.sinks.append(sink)
+        return sink.start()
+
+    def worker(self, name: str, address: str, queue: str, sink: BouncingMailSink) -> LoggedWorker:
+        worker = LoggedWorker(
+            name=name,
+            log_dir=self.tmp_path,
+            temporal_address=address,
+            task_queue=queue,
+            smtp_port=sink.port,
+        )
+        self.workers.append(worker)
+        return worker
+
+    async def own_server(self) -> DevServerProcess:
+        dev = DevServerProcess(self.tmp_path / "server")
+        self.servers.append(dev)
+        return await dev.start()
+
+    def replay_problems(self) -> list[str]:
+        return [
+            f"{path.name}: {problem}"
+            for worker in self.workers
+            for path in worker.logs
+            for problem in REPLAY_PROBLEMS
+            if problem.lower() in path.read_text(errors="replace").lower()
+        ]
+
+    def teardown(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        for sink in self.sinks:
+            sink.stop()
+        for dev in self.servers:
+            dev.stop()
+
+
+@pytest.fixture
+def chaos(tmp_path):
+    spawned = Chaos(tmp_path)
+    try:
+        yield spawned
+    finally:
+        spawned.teardown()
+
+
+# -- helpers ---------------------------------------------------------------------------
+
+
+async def status_or_none(escalator: EscalatorClient, case_id: str) -> CaseStatus | None:
+    """The case's status, or None while no worker can answer the query yet."""
+    try:
+        return await asyncio.wait_for(escalator.status(case_id), timeout=15)
+    except Exception:
+        return None
+
+
+async def wait_for_all(
+    escalator: EscalatorClient, case_ids, condition, *, within: float, what: str
+) -> dict[str, CaseStatus]:
+    """Poll every case's status until `condition` holds for all of them."""
+    pending = set(case_ids)
+    reached: dict[str, CaseStatus] = {}
+    last: dict[str, CaseStatus | None] = {}
+    give_up_at = time.monotonic() + within
+    while pending:
+        ordered = sorted(pending)
+        answers = await gather_bounded(status_or_none(escalator, c) for c in ordered)
+        for case_id, status in zip(ordered, answers, strict=True):
+            last[case_id] = status
+            if status is not None and condition(status):
+                reached[case_id] = status
+                pending.discard(case_id)
+        if not pending:
+            break
+        if time.monotonic() > give_up_at:
+            shown = {c: (s.tier_level, s.state) if s else None for c, s in last.items()}
+            raise AssertionError(
+                f"{len(pending)} case(s) not {what} within {within:.0f}s: "
+                f"{ {c: shown.get(c) for c in sorted(pending)} }"
+            )
+        await asyncio.sleep(1.0)
+    return reached
+
+
+async def resolve_all(escalator: EscalatorClient, case_ids) -> None:
+    await gather_bounded(escalator.resolve(c, CLOSER, "closed by the chaos test") for c in case_ids)
+
+
+async def outcomes_one_by_one(escalator: EscalatorClient, case_ids, *, within: float = 120):
+    outcomes = {}
+    for case_id in case_ids:
+        outcomes[case_id] = await asyncio.wait_for(escalator.outcome(case_id), timeout=within)
+    return outcomes
+
+
+def transitions(timeline) -> list[str]:
+    """'L1→L2' for each `escalated` event ("L1 Front-Line Support → L2 ...: reason")."""
+    moves = []
+    for event in events(timeline, "escalated"):
+        source, _, rest = event.detail.partition(" → ")
+        moves.append(f"{source.split(' ')[0]}→{rest.split(' ')[0]}")
+    return moves
+
+
+def expected_mails(case_id: str) -> list[tuple[str, str]]:
+    """The notifications every case of these tests must deliver: each tier on entry
+    and the customer on each of the two escalations."""
+    customer = customer_of(case_id)
+    return [
+        ("tier_entry", L1),
+        ("tier_entry", L2),
+        ("tier_entry", L3),
+        ("customer_escalation", customer),
+        ("customer_escalation", customer),
+    ]
+
+
+def missing_mails(sink: BouncingMailSink, case_id: str) -> list[tuple[str, str]]:
+    """Expected mails not at the sink; a repeated expectation needs distinct mails."""
+    ids: dict[tuple[str, str], set[str]] = {}
+    for message in sink.for_case(case_id):
+        for recipient in message["X-Envelope-To"].split(", "):
+            key = (message["X-Escalator-Purpose"], recipient)
+            ids.setdefault(key, set()).add(message["Message-ID"])
+    wanted: dict[tuple[str, str], int] = {}
+    for key in expected_mails(case_id):
+        wanted[key] = wanted.get(key, 0) + 1
+    return [key for key, n in wanted.items() if len(ids.get(key, ())) < n]
+
+
+def check_case_delivery(sink: BouncingMailSink, case_id: str, timeline) -> list[str]:
+    """What the sink got must be exactly what the timeline says was sent."""
+    problems = []
+    sent = sent_message_ids(timeline)
+    if len(sent) != len(set(sent)):
+        problems.append(f"{case_id}: a notification recorded as sent twice: {sorted(sent)}")
+    received = {m["Message-ID"] for m in sink.for_case(case_id)}
+    if received != set(sent):
+        problems.append(
+            f"{case_id}: sink has {sorted(received - set(sent))} not in the timeline; "
+            f"timeline has {sorted(set(sent) - received)} not at the sink"
+        )
+    missing = missing_mails(sink, case_id)
+    if missing:
+        problems.append(f"{case_id}: expected mail missing: {missing}")
+    return problems
+
+
+# -- 1. the worker is killed, again and again ------------------------------------------
+
+CASES = 50
+KILLS = 5
+
+
+async def test_fifty_cases_survive_repeated_kill_9_of_the_worker(server, chaos, seed):
+    rng = random.Random(seed)
+    queue = unique_queue("chaos-kill")
+    sink = chaos.sink()
+    worker = chaos.worker("killed-worker", server.address, queue, sink)
+    escalator = EscalatorClient(await server.connect(), queue)
+    worker.start()
+    await worker.ready()
+
+    case_ids = [f"kill-{seed}-{n:02d}" for n in range(CASES)]
+    await gather_bounded(escalator.start_case(new_case(c, policy(3))) for c in case_ids)
+    began = time.monotonic()
+
+    kills = []
+    for n in range(KILLS):
+        uptime, pause = rng.uniform(0.3, 2.5), rng.uniform(0.1, 1.5)
+        await asyncio.sleep(uptime)
+        below_l3 = sum(not sink.got(c, "tier_entry", L3) for c in case_ids)
+        killed_at = time.monotonic() - began
+        worker.kill()
+        await asyncio.sleep(pause)
+        worker.start()
+        await worker.ready()
+        kills.append(
+            {
+                "kill": n + 1,
+                "at_s": round(killed_at, 1),
+                "uptime_s": round(uptime, 2),
+                "down_s": round(pause, 2),
+                "cases_not_yet_at_L3": below_l3,
+            }
+        )
+    assert worker.kills == KILLS
+    # The kills must land while cases are still climbing, or this proves nothing.
+    assert kills[0]["cases_not_yet_at_L3"] == CASES, kills
+
+    await wait_for_all(escalator, case_ids, lambda s: s.tier_level == 3, within=120, what="at L3")
+    at_l3_after = time.monotonic() - began
+    await resolve_all(escalator, case_ids)
+    outcomes = await outcomes_one_by_one(escalator, case_ids)
+
+    # Nothing lost: every case completed, each transition exactly once.
+    assert sorted(outcomes) == sorted(case_ids)
+    problems = []
+    for case_id, outcome in outcomes.items():
+        timeline = outcome.timeline
+        if (outcome.resolved_by, outcome.final_tier, outcome.escalations) != ("closer", 3, 2):
+            problems.append(f"{case_id}: {outcome.resolved_by} at L{outcome.final_tier}")
+        if len(events(timeline, "created")) != 1 or len(events(timeline, "resolved")) != 1:
+            problems.append(f"{case_id}: created/resolved not exactly once")
+        if transitions(timeline) != ["L1→L2", "L2→L3"]:
+            problems.append(f"{case_id}: transitions {transitions(timeline)}")
+        if events(timeline, "notification_failed"):
+            problems.append(f"{case_id}: {events(timeline, 'notification_failed')}")
+        problems += check_case_delivery(sink, case_id, timeline)
+    assert not problems, f"seed {seed}:\n" + "\n".join(problems)
+
+    # A mail delivered twice (sent, then the worker died before reporting it) is
+    # the same mail with the same Message-ID, so the receiver can drop it.
+    duplicates, duplicate_problems = duplicate_report(sink.messages)
+    assert not duplicate_problems, duplicate_problems
+    assert not chaos.replay_problems(), chaos.replay_problems()
+
+    recorded = sum(len(sent_message_ids(o.timeline)) for o in outcomes.values())
+    FIGURES["worker_kill"] = {
+        "seed": seed,
+        "cases": CASES,
+        "cases_completed": len(outcomes),
+        "kills_survived": worker.kills,
+        "kills": kills,
+        "all_at_L3_after_s": round(at_l3_after, 1),
+        "escalations": sum(o.escalations for o in outcomes.values()),
+        "expected_notifications": CASES * len(expected_mails("x")),
+        "expected_notifications_delivered": CASES * len(expected_mails("x"))
+        - sum(len(missing_mails(sink, c)) for c in case_ids),
+        "notifications_recorded_sent": recorded,
+        "messages_at_sink": len(sink.messages),
+        "distinct_message_ids": len({m["Message-ID"] for m in sink.messages}),
+        "duplicates_same_message_id": duplicates,
+    }
+
+
+# -- 2. the server is stopped while deadlines pass --------------------------------------
+
+L2_FIRST_RESPONSE = 3
+RESOLUTION = 10
+
+
+async def test_deadlines_that_pass_while_the_server_is_down_fire_after_restart(chaos):
+    dev = await chaos.own_server()
+    queue = unique_queue("chaos-restart")
+    sink = chaos.sink()
+    worker = chaos.worker("restart-worker", dev.address, queue, sink)
+    worker.start()
+    await worker.ready()
+    escalator = EscalatorClient(await dev.connect(), queue)
+
+    # L1 deadlines a few seconds out (warning at 75 %, then the breach); one case is
+    # claimed, so its resolution target is the deadline that passes.
+    first_responses = {"restart-a": 8, "restart-b": 9, "restart-c": 10, "restart-claimed": 8}
+    for case_id, first_response in first_responses.items():
+        case_policy = policy(first_response, RESOLUTION, l2_first_response=L2_FIRST_RESPONSE)
+        await escalator.start_case(new_case(case_id, case_policy))
+    await escalator.claim("restart-claimed", actor("alice"))
+    await eventually(lambda: all(sink.got(c, "tier_entry", L1) for c in first_responses), within=30)
+    before = {c: await escalator.status(c) for c in first_responses}
+
+    def deadline_of(case_id: str) -> datetime:
+        status = before[case_id]
+        assert status.tier_level == 1 and status.next_deadline is not None, status
+        breach = timedelta(
+            seconds=RESOLUTION if case_id == "restart-claimed" else first_responses[case_id]
+        )
+        return status.created_at + breach
+
+    deadlines = {c: deadline_of(c) for c in first_responses}
+    first_warning = min(s.next_deadline.at for s in before.values())
+    stopped_at = datetime.now(UTC)
+    dev.stop()
+    assert stopped_at < first_warning, "the server was stopped too late to mean anything"
+    # Down until well past every deadline (and every warning before it).
+    back_at = max(deadlines.values()) + timedelta(seconds=4)
+    await asyncio.sleep((back_at - datetime.now(UTC)).total_seconds())
+    down_for = (datetime.now(UTC) - stopped_at).total_seconds()
+    restarted_at = datetime.now(UTC)
+    await dev.start()  # same SQLite file
+    escalator = EscalatorClient(await dev.connect(), queue)
+
+    at_l3 = await wait_for_all(
+        escalator, first_responses, lambda s: s.tier_level == 3, within=90, what="at L3"
+    )
+    figures = {}
+    for case_id, status in at_l3.items():
+        timeline = status.timeline
+        assert transitions(timeline) == ["L1→L2", "L2→L3"], (case_id, timeline)
+        to_l2, to_l3 = events(timeline, "escalated")
+        reason = "resolution" if case_id == "restart-claimed" else "first response"
+        assert f"{reason} SLA breached" in to_l2.detail, to_l2
+        # The missed deadline fired after the restart, not before the stop, and once.
+        assert to_l2.at >= restarted_at > deadlines[case_id], (case_id, to_l2.at)
+        [warning_l1, _] = events(timeline, "sla_warning")
+        assert warning_l1.at >= restarted_at, warning_l1
+        # After the restart, L2's own deadline is kept on time (3 s from entering L2).
+        late_by = (to_l3.at - to_l2.at).total_seconds() - L2_FIRST_RESPONSE
+        assert -0.01 <= late_by < 5, (case_id, late_by)
+        figures[case_id] = {
+            "deadline_missed_by_downtime_s": round(
+                (restarted_at - deadlines[case_id]).total_seconds(), 1
+            ),
+            "escalated_after_restart_s": round((to_l2.at - restarted_at).total_seconds(), 2),
+            "next_escalation_late_by_s": round(late_by, 2),
+        }
+
+    await resolve_all(escalator, first_responses)
+    outcomes = await outcomes_one_by_one(escalator, first_responses)
+    problems = []
+    for case_id, outcome in outcomes.items():
+        assert (outcome.final_tier, outcome.escalations) == (3, 2), outcome
+        problems += check_case_delivery(sink, case_id, outcome.timeline)
+    assert not problems, "\n".join(problems)
+    assert not chaos.replay_problems(), chaos.replay_problems()
+    assert worker.process.poll() is None, "the worker did not survive the server restart"
+    FIGURES["server_restart"] = {
+        "cases": len(first_responses),
+        "server_down_s": round(down_for, 1),
+        "cases_continued": len(outcomes),
+        "deadlines_fired_after_restart": len(figures),
+        "per_case": figures,
+    }
+
+
+# -- 3. two workers share a queue; one is killed ------------------------------------------
+
+SHARED_CASES = 20
+
+
+async def test_the_surviving_worker_carries_every_case_when_the_other_is_killed(server, chaos):
+    queue = unique_queue("chaos-pair")
+    sink = chaos.sink()
+    doomed = chaos.worker("doomed-worker", server.address, queue, sink)
+    survivor = chaos.worker("surviving-worker", server.address, queue, sink)
+    doomed.start()
+    survivor.start()
+    await doomed.ready()
+    await survivor.ready()
+    escalator = EscalatorClient(await server.connect(), queue)
+
+    case_ids = [f"pair-{n:02d}" for n in range(SHARED_CASES)]
+    await gather_bounded(escalator.start_case(new_case(c, policy(3))) for c in case_ids)
+    # Both workers are doing the work, then one dies mid-flight.
+    await eventually(lambda: doomed.mails_sent() >= 1 and survivor.mails_sent() >= 1, within=30)
+    at_l3_before_kill = sum(sink.got(c, "tier_entry", L3) for c in case_ids)
+    doomed.kill()
+    sent_by_doomed = doomed.mails_sent()
+    sent_by_survivor_before = survivor.mails_sent()
+    assert at_l3_before_kill == 0, "the kill came after the cases were done climbing"
+
+    await wait_for_all(escalator, case_ids, lambda s: s.tier_level == 3, within=120, what="at L3")
+    await resolve_all(escalator, case_ids)
+    outcomes = await outcomes_one_by_one(escalator, case_ids)
+
+    problems = []
+    for case_id, outcome in outcomes.items():
+        if (outcome.resolved_by, outcome.final_tier, outcome.escalations) != ("closer", 3, 2):
+            problems.append(f"{case_id}: {outcome.resolved_by} at L{outcome.final_tier}")
+        if transitions(outcome.timeline) != ["L1→L2", "L2→L3"]:
+            problems.append(f"{case_id}: transitions {transitions(outcome.timeline)}")
+        problems += check_case_delivery(sink, case_id, outcome.timeline)
+    assert not problems, "\n".join(problems)
+    duplicates, duplicate_problems = duplicate_report(sink.messages)
+    assert not duplicate_problems, duplicate_problems
+    assert not chaos.replay_problems(), chaos.replay_problems()
+    # Everything after the kill was the survivor's work.
+    distinct = len({m["Message-ID"] for m in sink.messages})
+    assert survivor.mails_sent() >= distinct - sent_by_doomed
+    assert survivor.process.poll() is None
+    FIGURES["two_workers"] = {
+        "cases": SHARED_CASES,
+        "cases_completed": len(outcomes),
+        "mails_by_killed_worker_before_kill": sent_by_doomed,
+        "mails_by_survivor_before_kill": sent_by_survivor_before,
+        "mails_by_survivor_total": survivor.mails_sent(),
+        "distinct_message_ids": distinct,
+        "duplicates_same_message_id": duplicates,
+    }
+
+
+# -- 4. SMTP down across two escalations; a permanently refused address -------------------
+
+FIRST_RESPONSE = 5
+ON_TIME_TOLERANCE = 3.0  # seconds; the machine is small and shared
+
+
+async def test_smtp_outage_across_two_escalations_delays_mail_not_escalations(server, chaos):
+    queue = unique_queue("chaos-smtp")
+    sink = chaos.sink()
+    worker = chaos.worker("smtp-worker", server.address, queue, sink)
+    worker.start()
+    await worker.ready()
+    escalator = EscalatorClient(await server.connect(), queue)
+    case_id = "smtp-outage"
+
+    await escalator.start_case(new_case(case_id, policy(FIRST_RESPONSE)))
+    await eventually(lambda: sink.got(case_id, "tier_entry", L1), within=30)
+    sink.stop()  # SMTP goes down before the first escalation...
+    went_down = datetime.now(UTC)
+    created = (await escalator.status(case_id)).created_at
+    assert went_down < created + timedelta(seconds=FIRST_RESPONSE), "too late to mean anything"
+    mails_before = len(sink.messages)
+
+    # ...and stays down across L1 → L2 and L2 → L3, which happen on time anyway.
+    [status] = (
+        await wait_for_all(
+            escalator, [case_id], lambda s: s.tier_level == 3, within=60, what="at L3"
+        )
+    ).values()
+    to_l2, to_l3 = events(status.timeline, "escalated")
+    l2_late = (to_l2.at - created).total_seconds() - FIRST_RESPONSE
+    l3_late = (to_l3.at - to_l2.at).total_seconds() - FIRST_RESPONSE
+    assert 0 <= l2_late < ON_TIME_TOLERANCE, f"L1 → L2 {l2_late:.2f}s late"
+    assert 0 <= l3_late < ON_TIME_TOLERANCE, f"L2 → L3 {l3_late:.2f}s late"
+    assert len(sink.messages) == mails_before  # the sink really was down
+    assert not sink.got(case_id, "tier_entry", L2) and not sink.got(case_id, "tier_entry", L3)
+    assert not events(status.timeline, "notification_failed"), "transient failures are retried"
+    pending = len(events(status.timeline, "escalated")) * 2  # at least: tier + customer each
+
+    sink.start()  # SMTP is back on the same port; the retries deliver what waited
+    came_back = datetime.now(UTC)
+    down_for = (came_back - went_down).total_seconds()
+    await eventually(lambda: not missing_mails(sink, case_id), within=90, interval=0.5)
+    late_mails = [m for m in sink.for_case(case_id) if received_at(m) >= came_back]
+    assert len(late_mails) >= pending
+    l2_mail = next(m for m in late_mails if L2 in m["X-Envelope-To"])
+    assert "first response SLA breached" in body(l2_mail)
+
+    await resolve_all(escalator, [case_id])
+    outcome = await asyncio.wait_for(escalator.outcome(case_id), timeout=120)
+    assert (outcome.final_tier, outcome.escalations) == (3, 2)
+    assert not check_case_delivery(sink, case_id, outcome.timeline)
+    FIGURES["smtp_outage"] = {
+        "smtp_down_s": round(down_for, 1),
+        "escalation_L1_L2_late_by_s": round(l2_late, 2),
+        "escalation_L2_L3_late_by_s": round(l3_late, 2),
+        "mails_delivered_after_smtp_returned": len(late_mails),
+        "last_pending_mail_after_return_s": round(
+            max((received_at(m) - came_back).total_seconds() for m in late_mails), 1
+        ),
+        "notifications_failed": len(events(outcome.timeline, "notification_failed")),
+    }
+
+
+async def test_a_permanently_refused_address_is_recorded_and_the_case_goes_on(server, chaos):
+    queue = unique_queue("chaos-bounce")
+    sink = chaos.sink()
+    worker = chaos.worker("bounce-worker", server.address, queue, sink)
+    worker.start()
+    await worker.ready()
+    escalator = EscalatorClient(await server.connect(), queue)
+    case_id = "smtp-refused"
+    refused = "bounce-l2@example.com"
+
+    await escalator.start_case(
+        new_case(case_id, policy(FIRST_RESPONSE, l2_first_response=2, l2_notify=refused))
+    )
+    [status] = (
+        await wait_for_all(
+            escalator,
+            [case_id],
+            lambda s: s.tier_level == 3 and events(s.timeline, "notification_failed"),
+            within=60,
+            what="at L3 with the failure recorded",
+        )
+    ).values()
+    to_l2, to_l3 = events(status.timeline, "escalated")
+    failed = events(status.timeline, "notification_failed")[0]
+    assert "tier_entry" in failed.detail and refused in failed.detail, failed.detail
+    assert "550" in failed.detail, failed.detail  # the server's 5xx text, on record
+    # Permanent: no retries for a day, the failure is recorded at once.
+    assert (failed.at - to_l2.at).total_seconds() < ON_TIME_TOLERANCE, failed
+    l3_late = (to_l3.at - to_l2.at).total_seconds() - 2
+    assert 0 <= l3_late < ON_TIME_TOLERANCE, f"L2 → L3 {l3_late:.2f}s late"
+
+    await eventually(lambda: sink.got(case_id, "tier_entry", L3), within=30)
+    await resolve_all(escalator, [case_id])
+    outcome = await asyncio.wait_for(escalator.outcome(case_id), timeout=120)
+    assert (outcome.resolved_by, outcome.final_tier, outcome.escalations) == ("closer", 3, 2)
+    assert not any(refused in m["X-Envelope-To"] for m in sink.for_case(case_id))
+    customer = customer_of(case_id)
+    assert len({m["Message-ID"] for m in sink.to(customer)}) == 2  # the customer still hears
+    all_failed = events(outcome.timeline, "notification_failed")
+    assert all(refused in e.detail and "550" in e.detail for e in all_failed), all_failed
+    FIGURES["smtp_permanent_failure"] = {
+        "notifications_failed": len(all_failed),
+        "failure_recorded_after_s": round((failed.at - to_l2.at).total_seconds(), 2),
+        "example": failed.detail,
+        "case_resolved": outcome.resolved_by == "closer",
+    }
