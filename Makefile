@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean venv browser
+.PHONY: run test lint format clean venv browser bench bench-smoke
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,21 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 venv: $(STAMP)
+
+# The benchmark suite (bench/, docs/benchmarks.md) needs the dev and bench extras.
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
+
+# Escalator next to a bare-Temporal baseline: about 10 minutes on 2 CPUs.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run
+
+# Tiny sizes, under a minute: checks that the harness works (CI), not the goals.
+bench-smoke: $(BENCH_STAMP)
+	$(BIN)/python -m bench.run --smoke
 
 run: $(STAMP)
 	$(BIN)/escalator up

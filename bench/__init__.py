@@ -1,0 +1,1 @@
+"""Benchmarks: Escalator next to a bare-Temporal baseline (docs/benchmarks.md)."""
