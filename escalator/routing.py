@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from escalator.policy import Policy, Tier
+from escalator.policy import SEVERITIES, Policy, Tier
 
 
 def initial_tier(policy: Policy, severity: str) -> Tier:
@@ -20,3 +20,23 @@ def next_tier(policy: Policy, level: int) -> Tier | None:
 
 def is_final(policy: Policy, level: int) -> bool:
     return next_tier(policy, level) is None
+
+
+def is_raised(before: str, after: str) -> bool:
+    """True when `after` is more urgent than `before` (P0 is the most urgent)."""
+    return SEVERITIES.index(after) < SEVERITIES.index(before)
+
+
+def severity_reroute(policy: Policy, before: str, after: str, level: int) -> Tier | None:
+    """Where a severity change sends a case now at `level`, or None to stay put.
+
+    Only a raise re-routes, and only upwards, to the tier the new severity's override
+    names. Lowering never moves a case: not down (nobody loses a case they hold) and
+    not up either (a case de-escalated on purpose stays where it was sent).
+    """
+    if not is_raised(before, after):
+        return None
+    override = policy.override_for(after)
+    if override is None or override.route_to <= level:
+        return None
+    return policy.tier(override.route_to)

@@ -8,7 +8,7 @@ import pytest
 from support import DEFAULT_POLICY, actor
 
 from escalator.models import EscalationNote
-from escalator.routing import initial_tier, is_final, next_tier
+from escalator.routing import initial_tier, is_final, next_tier, severity_reroute
 from escalator.rules import (
     CaseFacts,
     access_refusal,
@@ -29,6 +29,26 @@ M = timedelta(minutes=1)
 )
 def test_severity_routing(severity, level):
     assert initial_tier(DEFAULT_POLICY, severity).level == level
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "level", "moves_to"),
+    [
+        ("P3", "P1", 1, 3),  # raised: straight to the override's tier
+        ("P3", "P2", 1, 2),
+        ("P2", "P0", 2, 3),
+        ("P3", "P2", 2, None),  # raised, but the case is already there
+        ("P2", "P1", 3, None),  # never downwards
+        ("P1", "P3", 3, None),  # lowering never demotes ...
+        ("P0", "P2", 1, None),  # ... nor promotes a case de-escalated on purpose
+        ("P3", "P4", 1, None),
+        ("P4", "P3", 1, None),  # raised, but P3 has no override
+        ("P2", "P2", 1, None),
+    ],
+)
+def test_only_a_raised_severity_reroutes_and_only_upwards(before, after, level, moves_to):
+    tier = severity_reroute(DEFAULT_POLICY, before, after, level)
+    assert (tier.level if tier else None) == moves_to
 
 
 def test_next_tier_and_final():
