@@ -34,7 +34,7 @@ from escalator.assessment import (
 from escalator.binaries import find_binary
 from escalator.models import DeliveryReceipt, Notification
 from escalator.search_attributes import indexed_types
-from workflows.escalation import EscalationWorkflow
+from escalator.worker_runtime import build_workers, running
 
 HOUR = 3600.0
 PLAN = Plan(timeouts=(48 * HOUR, 72 * HOUR, None))
@@ -118,12 +118,13 @@ async def simulate(count: int, settings: dict) -> dict:
                 count,
                 lambda result: result["escalations"] == 2,
             )
-        async with Worker(
-            env.client,
-            task_queue="sim-escalator",
-            workflows=[EscalationWorkflow],
-            activities=[send_email, post_webhook, assess_case, draft_for_audience],
-            **options,
+        async with running(
+            build_workers(
+                env.client,
+                "sim-escalator",
+                [send_email, post_webhook, assess_case, draft_for_audience],
+                **options,
+            )
         ):
             escalator = await _run_side(
                 env,

@@ -6,7 +6,7 @@
 Both kinds connect the same way (pydantic data converter), log the way worker.py
 does, and take the same settings, so any difference the benchmarks show comes
 from the workflows, not from how their workers are configured. The Escalator
-worker is `escalator.worker_runtime.build_worker`, the one worker.py runs.
+worker is `escalator.worker_runtime.build_workers`, the one worker.py runs.
 """
 
 from __future__ import annotations
@@ -57,25 +57,30 @@ async def run(args: argparse.Namespace) -> None:
     client = await connect(TemporalSettings(address=args.address, task_queue=args.task_queue))
     options = worker_options(dict(item.split("=", 1) for item in args.set))
     if args.kind == "escalator":
-        from escalator.worker_runtime import build_worker
+        from escalator.worker_runtime import build_workers, cache_workflow_bytecode
 
-        worker = build_worker(client, args.task_queue, **options)
+        cache_workflow_bytecode()  # as worker.py does
+        workers = build_workers(client, args.task_queue, **options)
     else:
         from bench.minimal import MinimalEscalation
         from bench.minimal_activities import ALL
 
-        worker = Worker(
-            client,
-            task_queue=args.task_queue,
-            workflows=[MinimalEscalation],
-            activities=ALL,
-            **options,
-        )
+        workers = [
+            Worker(
+                client,
+                task_queue=args.task_queue,
+                workflows=[MinimalEscalation],
+                activities=ALL,
+                **options,
+            )
+        ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with worker:
+    from escalator.worker_runtime import running
+
+    async with running(workers):
         # Tells the harness that the worker polls (a tiny, local write).
         Path(args.ready_file).write_text("ready\n")  # noqa: ASYNC240
         await stop.wait()

@@ -33,6 +33,15 @@ from escalator.policy import Severity
 # Activity names, so workflow code never imports the module that imports the SDK.
 ASSESS_CASE = "assess_case"
 DRAFT_FOR_AUDIENCE = "draft_for_audience"
+AI_ACTIVITIES = (ASSESS_CASE, DRAFT_FOR_AUDIENCE)
+
+
+def ai_task_queue(case_task_queue: str) -> str:
+    """The queue the model calls run on, next to the cases' queue. A worker polls both
+    (escalator/worker_runtime.py), each with its own slots, so hung model calls never
+    take the slots that mail needs."""
+    return f"{case_task_queue}-ai"
+
 
 # One attempt is bounded by the SDK's own timeout (60 s by default, see
 # activities/assessment.py), so 90 s only catches a worker that died mid-call.

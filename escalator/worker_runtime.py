@@ -1,15 +1,33 @@
-"""Build and run the Escalator worker."""
+"""Build and run the Escalator worker.
+
+One process runs two Temporal workers, each with its own slots:
+
+- the case worker, on the task queue: the workflows and the mail and webhook
+  activities;
+- the AI worker, on `<task queue>-ai`: the model calls (assessment and drafts).
+
+A model that hangs therefore holds AI slots only, never the ones mail needs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
 
+from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities import ALL_ACTIVITIES
+from activities.assessment import close_clients
+from escalator.assessment import AI_ACTIVITIES, ai_task_queue
+from escalator.errors import EscalatorError
 from escalator.settings import TemporalSettings
 from escalator.smtp_settings import SmtpSettings
 from escalator.temporal_client import connect
@@ -17,30 +35,120 @@ from workflows.escalation import EscalationWorkflow
 
 log = logging.getLogger("escalator.worker")
 
+# Model calls are asyncio I/O, so a slot costs little; this bounds how many hung
+# calls one process holds at once.
+DEFAULT_AI_CONCURRENCY = 200
+# Each cached case costs the worker about 0.3 MiB (its own sandboxed copy of the
+# workflow module, and its state). Most cases sit idle for hours, and a case that is
+# not cached is replayed from history when it next has something to do, so a small
+# cache bounds memory at little cost: with 250, 10,000 open cases stay within about
+# 250 MiB (docs/benchmarks.md, figure d). ESCALATOR_MAX_CACHED_WORKFLOWS overrides.
+DEFAULT_MAX_CACHED_WORKFLOWS = 250
 
-def build_worker(client: Client, task_queue: str, **options) -> Worker:
-    return Worker(
-        client,
-        task_queue=task_queue,
-        workflows=[EscalationWorkflow],
-        activities=ALL_ACTIVITIES,
-        **options,
-    )
+
+def cache_workflow_bytecode() -> None:
+    """Let Python cache compiled bytecode even where PYTHONDONTWRITEBYTECODE is set.
+
+    The sandbox imports the workflow module afresh for every case it loads; without a
+    cached .pyc, each load compiles about 1,100 lines (about 16 ms of CPU on these
+    machines), which a herd of deadlines pays hundreds of times. Where the source is
+    read-only (the Docker image compiles it at build time) this changes nothing.
+    """
+    sys.dont_write_bytecode = False
+
+
+def _activity_name(function: Callable) -> str:
+    # The SDK keeps the registered name on its definition; there is no public getter.
+    return activity._Definition.must_from_callable(function).name
+
+
+def split_activities(activities: Sequence[Callable]) -> tuple[list[Callable], list[Callable]]:
+    """(case activities, AI activities), by registered name."""
+    ai = [a for a in activities if _activity_name(a) in AI_ACTIVITIES]
+    return [a for a in activities if a not in ai], ai
+
+
+def build_workers(
+    client: Client,
+    task_queue: str,
+    activities: Sequence[Callable] = ALL_ACTIVITIES,
+    *,
+    ai_concurrency: int = DEFAULT_AI_CONCURRENCY,
+    **options: Any,
+) -> list[Worker]:
+    """The case worker (with `options`, e.g. max_cached_workflows) and the AI worker."""
+    options.setdefault("max_cached_workflows", DEFAULT_MAX_CACHED_WORKFLOWS)
+    case_activities, ai = split_activities(activities)
+    workers = [
+        Worker(
+            client,
+            task_queue=task_queue,
+            workflows=[EscalationWorkflow],
+            activities=case_activities,
+            **options,
+        )
+    ]
+    if ai:
+        workers.append(
+            Worker(
+                client,
+                task_queue=ai_task_queue(task_queue),
+                activities=ai,
+                max_concurrent_activities=ai_concurrency,
+            )
+        )
+    return workers
+
+
+@contextlib.asynccontextmanager
+async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
+    """Run every worker until the block ends, then shut them all down."""
+    async with contextlib.AsyncExitStack() as stack:
+        for worker in workers:
+            await stack.enter_async_context(worker)
+        yield
+
+
+def options_from_env(environ=os.environ) -> dict[str, Any]:
+    """Worker settings an operator may tune (see README, "Tuning the worker")."""
+    options: dict[str, Any] = {}
+    for name, key in (
+        ("ESCALATOR_MAX_CACHED_WORKFLOWS", "max_cached_workflows"),
+        ("ESCALATOR_AI_CONCURRENCY", "ai_concurrency"),
+    ):
+        raw = environ.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise EscalatorError(f"{name}={raw!r}: must be a whole number of at least 1")
+        options[key] = int(raw)
+    return options
 
 
 async def run_worker(settings: TemporalSettings | None = None) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
     settings = settings or TemporalSettings.from_env()
-    # Fail at start-up on a bad SMTP_* value, rather than as deliveries that retry
-    # for a day; the activities read the same settings for each send.
+    # Fail at start-up on a bad SMTP_* or worker value, rather than as deliveries that
+    # retry for a day; the activities read the same settings for each send.
     smtp = SmtpSettings.from_env()
+    options = options_from_env()
+    cache_workflow_bytecode()
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    worker = build_worker(client, settings.task_queue)
-    log.info("worker polling %s on %s; mail via %s", settings.task_queue, settings, smtp)
-    async with worker:
-        await stop.wait()
+    workers = build_workers(client, settings.task_queue, **options)
+    log.info(
+        "worker polling %s and %s on %s; mail via %s",
+        settings.task_queue,
+        ai_task_queue(settings.task_queue),
+        settings,
+        smtp,
+    )
+    try:
+        async with running(workers):
+            await stop.wait()
+    finally:
+        await close_clients()
     log.info("worker stopped")

@@ -10,12 +10,10 @@ import pytest_asyncio
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from escalator.binaries import find_binary
 from escalator.search_attributes import ALL_KEYS, indexed_types
 from starter import EscalatorClient
-from workflows.escalation import EscalationWorkflow
 
 ROOT = Path(__file__).resolve().parent.parent
 # Tests read policies and start worker.py by relative path.
@@ -24,7 +22,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from anthropic_standin import anthropic_standin  # noqa: E402, F401 (fixture)
-from support import Desk, RecordingNotifier, unique_queue  # noqa: E402
+from support import Desk, RecordingNotifier, case_workers, unique_queue  # noqa: E402
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -62,11 +60,10 @@ async def desk(ts_env: WorkflowEnvironment):
     """A worker on its own task queue with recording activities, and a client."""
     notifier = RecordingNotifier()
     queue = unique_queue()
-    async with Worker(
+    async with case_workers(
         ts_env.client,
-        task_queue=queue,
-        workflows=[EscalationWorkflow],
-        activities=notifier.activities,
+        queue,
+        notifier.activities,
         # A bug in workflow code fails the test at once instead of retrying the
         # workflow task forever (production keeps retrying so a fix can be deployed).
         workflow_failure_exception_types=[Exception],

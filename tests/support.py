@@ -289,3 +289,11 @@ async def _assessments_landed(handle) -> bool:
     status = await handle.query(EscalationWorkflow.status)
     landed = sum(e.kind in {"assessment", "assessment_unavailable"} for e in status.timeline)
     return status.state == "resolved" or landed >= status.escalations
+
+
+def case_workers(client, task_queue: str, activities, **options):
+    """Run the product's two workers (cases and mail; model calls on `<queue>-ai`)
+    with these activities, as `async with case_workers(...):`."""
+    from escalator.worker_runtime import build_workers, running
+
+    return running(build_workers(client, task_queue, activities, **options))

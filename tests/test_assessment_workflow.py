@@ -10,14 +10,21 @@ from datetime import timedelta
 
 import pytest
 import pytest_asyncio
-from support import DEFAULT_POLICY, HOUR, Desk, RecordingNotifier, actor, eventually, unique_queue
+from support import (
+    DEFAULT_POLICY,
+    HOUR,
+    Desk,
+    RecordingNotifier,
+    actor,
+    case_workers,
+    eventually,
+    unique_queue,
+)
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from escalator.assessment import offline_assessment
 from examples.veterans_benefits import benefits_case
 from starter import ActionRefused, EscalatorClient
-from workflows.escalation import EscalationWorkflow
 
 NOTE = {"reason": "needs backend access", "steps_taken": ["re-uploaded cert"]}
 
@@ -67,9 +74,10 @@ async def failing_desk(ts_env):
 
     notifier = RecordingNotifier(assessor=reject)
     queue = unique_queue()
-    async with Worker(
-        ts_env.client, task_queue=queue, workflows=[EscalationWorkflow],
-        activities=notifier.activities,
+    async with case_workers(
+        ts_env.client,
+        queue,
+        notifier.activities,
     ):  # fmt: skip
         desk = Desk(ts_env, EscalatorClient(ts_env.client, queue), notifier)
         yield desk

@@ -10,14 +10,12 @@ import asyncio
 
 import pytest
 import pytest_asyncio
-from support import RecordingNotifier, actor, eventually, seconds_policy, unique_queue
+from support import RecordingNotifier, actor, case_workers, eventually, seconds_policy, unique_queue
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
-from temporalio.worker import Worker
 
 from escalator.models import AddNoteRequest
 from starter import EscalatorClient
-from workflows.escalation import EscalationWorkflow
 
 pytestmark = pytest.mark.integration
 NOTES = 400
@@ -26,9 +24,10 @@ NOTES = 400
 @pytest_asyncio.fixture
 async def escalator(dev_env):
     queue = unique_queue("can")
-    async with Worker(
-        dev_env.client, task_queue=queue, workflows=[EscalationWorkflow],
-        activities=RecordingNotifier().activities,
+    async with case_workers(
+        dev_env.client,
+        queue,
+        RecordingNotifier().activities,
     ):  # fmt: skip
         yield EscalatorClient(dev_env.client, queue)
 

@@ -13,12 +13,11 @@ import uuid
 import pytest
 import pytest_asyncio
 from google.protobuf.message import Message
-from support import DEFAULT_POLICY, RecordingNotifier, actor, eventually, unique_queue
+from support import DEFAULT_POLICY, RecordingNotifier, actor, case_workers, eventually, unique_queue
 from temporalio.api.history.v1 import History
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from escalator.binaries import find_binary
 from escalator.codec import ENV_VAR, EncryptionCodec, data_converter, generate_key_entry
@@ -117,11 +116,10 @@ async def encrypted():
     )
     notifier = RecordingNotifier()
     queue = unique_queue("encrypted")
-    async with Worker(
+    async with case_workers(
         env.client,  # the worker uses its client's (encrypting) converter
-        task_queue=queue,
-        workflows=[EscalationWorkflow],
-        activities=notifier.activities,
+        queue,
+        notifier.activities,
     ):
         yield plain, EscalatorClient(env.client, queue), notifier, converter
     await env.shutdown()

@@ -7,13 +7,11 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from support import RecordingNotifier, actor, eventually, seconds_policy, unique_queue
-from temporalio.worker import Worker
+from support import RecordingNotifier, actor, case_workers, eventually, seconds_policy, unique_queue
 
 from escalator import search_attributes as search
 from escalator.visibility import case_query
 from starter import EscalatorClient
-from workflows.escalation import EscalationWorkflow
 
 pytestmark = pytest.mark.integration
 README = Path("README.md").read_text(encoding="utf-8")
@@ -25,9 +23,10 @@ NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"],
 async def escalator(dev_env):
     queue = unique_queue("visibility")
     notifier = RecordingNotifier()
-    async with Worker(
-        dev_env.client, task_queue=queue, workflows=[EscalationWorkflow],
-        activities=notifier.activities,
+    async with case_workers(
+        dev_env.client,
+        queue,
+        notifier.activities,
     ):  # fmt: skip
         yield EscalatorClient(dev_env.client, queue)
 

@@ -12,15 +12,13 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from support import RecordingNotifier, actor, free_port, seconds_policy, unique_queue
+from support import RecordingNotifier, actor, case_workers, free_port, seconds_policy, unique_queue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from escalator.binaries import find_binary
 from escalator.search_attributes import ALL_KEYS
 from starter import EscalatorClient
-from workflows.escalation import EscalationWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -49,9 +47,10 @@ async def ui_stack():
         dev_server_log_level="error",
     )
     queue = unique_queue("ui")
-    async with Worker(
-        env.client, task_queue=queue, workflows=[EscalationWorkflow],
-        activities=RecordingNotifier().activities,
+    async with case_workers(
+        env.client,
+        queue,
+        RecordingNotifier().activities,
     ):  # fmt: skip
         escalator = EscalatorClient(env.client, queue)
         await escalator.start_case({

@@ -25,6 +25,7 @@ rule check; refusals answer the caller (updates) or are written to the timeline.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -94,6 +95,12 @@ ASSESSMENT_RETRY = RetryPolicy(
 )
 DRAFT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
 DRAFT_GIVE_UP_AFTER = timedelta(minutes=2)
+
+# Changes to what running cases do are guarded with workflow.patched (see
+# docs/changing-workflows.md); each id is kept until no case that started before it
+# can still be open.
+PATCH_SEVERITY_RAISE_ONLY = "severity-raise-only"  # lowering never promotes a case
+PATCH_AI_TASK_QUEUE = "ai-task-queue"  # model calls on <task queue>-ai
 
 DESCRIPTION_EXCERPT_CHARS = 2000
 # What a case carries into a new run: its state in full, the recent timeline and
@@ -334,6 +341,7 @@ class EscalationWorkflow:
             result = await workflow.execute_activity(
                 ai.ASSESS_CASE,
                 request,
+                task_queue=self._ai_task_queue(),
                 result_type=ai.AssessmentResult,
                 start_to_close_timeout=ai.ASSESSMENT_ATTEMPT_TIMEOUT,
                 schedule_to_close_timeout=ai.ASSESSMENT_GIVE_UP_AFTER,
@@ -361,6 +369,14 @@ class EscalationWorkflow:
         else:
             self._notify_tier("assessment")
 
+    def _ai_task_queue(self) -> str | None:
+        """Model calls run on their own task queue and worker slots, so a model that
+        hangs can never hold the slots that mail needs. Cases started before this
+        change keep scheduling them on the case's queue (None: the workflow's own)."""
+        if workflow.patched(PATCH_AI_TASK_QUEUE):
+            return ai.ai_task_queue(workflow.info().task_queue)
+        return None
+
     @workflow.update
     async def draft(self, request: DraftInput) -> ai.Draft:
         """Re-word the saved assessment for an audience. It never reassesses: one
@@ -378,6 +394,7 @@ class EscalationWorkflow:
             return await workflow.execute_activity(
                 ai.DRAFT_FOR_AUDIENCE,
                 draft_request,
+                task_queue=self._ai_task_queue(),
                 result_type=ai.Draft,
                 start_to_close_timeout=DRAFT_ATTEMPT_TIMEOUT,
                 schedule_to_close_timeout=DRAFT_GIVE_UP_AFTER,
@@ -404,135 +421,153 @@ class EscalationWorkflow:
     # concurrent claims exactly one wins.
 
     @workflow.signal
-    def claim(self, payload: RawValue) -> None:
-        request = self._signal_payload("claim", ClaimRequest, payload)
+    def claim(self, *payloads: object) -> None:
+        request = self._signal_payload("claim", ClaimRequest, payloads)
         if request is not None:
             self._as_signal("claim", request.actor, lambda: self._claim(request))
 
     @workflow.update
-    def try_claim(self, request: ClaimRequest) -> ActionResult:
+    def try_claim(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("claim", ClaimRequest, payload)
         return self._as_update("claim", request.actor, lambda: self._claim(request))
 
     @try_claim.validator
-    def _validate_claim(self, request: ClaimRequest) -> None:
+    def _validate_claim(self, payload: RawValue) -> None:
+        request = self._update_payload("claim", ClaimRequest, payload)
         self._reject_if(rules.claim_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def resolve(self, payload: RawValue) -> None:
-        request = self._signal_payload("resolve", ResolveRequest, payload)
+    def resolve(self, *payloads: object) -> None:
+        request = self._signal_payload("resolve", ResolveRequest, payloads)
         if request is not None:
             self._as_signal("resolve", request.actor, lambda: self._resolve(request))
 
     @workflow.update
-    def try_resolve(self, request: ResolveRequest) -> ActionResult:
+    def try_resolve(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("resolve", ResolveRequest, payload)
         return self._as_update("resolve", request.actor, lambda: self._resolve(request))
 
     @try_resolve.validator
-    def _validate_resolve(self, request: ResolveRequest) -> None:
+    def _validate_resolve(self, payload: RawValue) -> None:
+        request = self._update_payload("resolve", ResolveRequest, payload)
         self._reject_if(rules.resolve_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def escalate(self, payload: RawValue) -> None:
-        request = self._signal_payload("escalate", EscalateRequest, payload)
+    def escalate(self, *payloads: object) -> None:
+        request = self._signal_payload("escalate", EscalateRequest, payloads)
         if request is not None:
             self._as_signal("escalate", request.actor, lambda: self._escalate(request))
 
     @workflow.update
-    def try_escalate(self, request: EscalateRequest) -> ActionResult:
+    def try_escalate(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("escalate", EscalateRequest, payload)
         return self._as_update("escalate", request.actor, lambda: self._escalate(request))
 
     @try_escalate.validator
-    def _validate_escalate(self, request: EscalateRequest) -> None:
+    def _validate_escalate(self, payload: RawValue) -> None:
+        request = self._update_payload("escalate", EscalateRequest, payload)
         self._reject_if(
             rules.escalate_refusal(request.actor, self._facts(), request.note)
             or self._bounce_refusal(routing.next_tier(self._policy, self._tier.level))
         )
 
     @workflow.signal
-    def add_note(self, payload: RawValue) -> None:
-        request = self._signal_payload("add_note", AddNoteRequest, payload)
+    def add_note(self, *payloads: object) -> None:
+        request = self._signal_payload("add_note", AddNoteRequest, payloads)
         if request is not None:
             self._as_signal("add_note", request.actor, lambda: self._add_note(request))
 
     @workflow.update
-    def try_add_note(self, request: AddNoteRequest) -> ActionResult:
+    def try_add_note(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("add_note", AddNoteRequest, payload)
         return self._as_update("add_note", request.actor, lambda: self._add_note(request))
 
     @try_add_note.validator
-    def _validate_add_note(self, request: AddNoteRequest) -> None:
+    def _validate_add_note(self, payload: RawValue) -> None:
+        request = self._update_payload("add_note", AddNoteRequest, payload)
         self._reject_if(rules.note_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def hold(self, payload: RawValue) -> None:
-        request = self._signal_payload("hold", HoldRequest, payload)
+    def hold(self, *payloads: object) -> None:
+        request = self._signal_payload("hold", HoldRequest, payloads)
         if request is not None:
             self._as_signal("hold", request.actor, lambda: self._put_on_hold(request))
 
     @workflow.update
-    def try_hold(self, request: HoldRequest) -> ActionResult:
+    def try_hold(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("hold", HoldRequest, payload)
         return self._as_update("hold", request.actor, lambda: self._put_on_hold(request))
 
     @try_hold.validator
-    def _validate_hold(self, request: HoldRequest) -> None:
+    def _validate_hold(self, payload: RawValue) -> None:
+        request = self._update_payload("hold", HoldRequest, payload)
         self._reject_if(rules.hold_refusal(request.actor, self._facts(), request.reason))
 
     @workflow.signal
-    def resume(self, payload: RawValue) -> None:
-        request = self._signal_payload("resume", ResumeRequest, payload)
+    def resume(self, *payloads: object) -> None:
+        request = self._signal_payload("resume", ResumeRequest, payloads)
         if request is not None:
             self._as_signal("resume", request.actor, lambda: self._resume_by(request))
 
     @workflow.update
-    def try_resume(self, request: ResumeRequest) -> ActionResult:
+    def try_resume(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("resume", ResumeRequest, payload)
         return self._as_update("resume", request.actor, lambda: self._resume_by(request))
 
     @try_resume.validator
-    def _validate_resume(self, request: ResumeRequest) -> None:
+    def _validate_resume(self, payload: RawValue) -> None:
+        request = self._update_payload("resume", ResumeRequest, payload)
         self._reject_if(rules.resume_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def deescalate(self, payload: RawValue) -> None:
-        request = self._signal_payload("deescalate", DeescalateRequest, payload)
+    def deescalate(self, *payloads: object) -> None:
+        request = self._signal_payload("deescalate", DeescalateRequest, payloads)
         if request is not None:
             self._as_signal("deescalate", request.actor, lambda: self._deescalate(request))
 
     @workflow.update
-    def try_deescalate(self, request: DeescalateRequest) -> ActionResult:
+    def try_deescalate(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("deescalate", DeescalateRequest, payload)
         return self._as_update("deescalate", request.actor, lambda: self._deescalate(request))
 
     @try_deescalate.validator
-    def _validate_deescalate(self, request: DeescalateRequest) -> None:
+    def _validate_deescalate(self, payload: RawValue) -> None:
+        request = self._update_payload("deescalate", DeescalateRequest, payload)
         self._reject_if(
             rules.deescalate_refusal(request.actor, self._facts(), request.reason)
             or self._lower_tier_problem(request.to_level)
         )
 
     @workflow.signal
-    def set_severity(self, payload: RawValue) -> None:
-        request = self._signal_payload("set_severity", SetSeverityRequest, payload)
+    def set_severity(self, *payloads: object) -> None:
+        request = self._signal_payload("set_severity", SetSeverityRequest, payloads)
         if request is not None:
             self._as_signal("set_severity", request.actor, lambda: self._set_severity(request))
 
     @workflow.update
-    def try_set_severity(self, request: SetSeverityRequest) -> ActionResult:
+    def try_set_severity(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("set_severity", SetSeverityRequest, payload)
         return self._as_update("set_severity", request.actor, lambda: self._set_severity(request))
 
     @try_set_severity.validator
-    def _validate_set_severity(self, request: SetSeverityRequest) -> None:
+    def _validate_set_severity(self, payload: RawValue) -> None:
+        request = self._update_payload("set_severity", SetSeverityRequest, payload)
         self._reject_if(rules.severity_refusal(request.actor, self._facts()))
 
     @workflow.signal
-    def reopen(self, payload: RawValue) -> None:
-        request = self._signal_payload("reopen", ReopenRequest, payload)
+    def reopen(self, *payloads: object) -> None:
+        request = self._signal_payload("reopen", ReopenRequest, payloads)
         if request is not None:
             self._as_signal("reopen", request.actor, lambda: self._reopen(request))
 
     @workflow.update
-    def try_reopen(self, request: ReopenRequest) -> ActionResult:
+    def try_reopen(self, payload: RawValue) -> ActionResult:
+        request = self._update_payload("reopen", ReopenRequest, payload)
         return self._as_update("reopen", request.actor, lambda: self._reopen(request))
 
     @try_reopen.validator
-    def _validate_reopen(self, request: ReopenRequest) -> None:
+    def _validate_reopen(self, payload: RawValue) -> None:
+        request = self._update_payload("reopen", ReopenRequest, payload)
         self._reject_if(rules.reopen_refusal(request.actor, self._facts()))
 
     @workflow.query
@@ -667,10 +702,14 @@ class EscalationWorkflow:
         self._changes += 1
         self._record("severity", f"{before} → {after}", actor=request.actor.user)
         self._touch()
-        override = self._policy.override_for(after)
-        # Raising re-routes at once; lowering never demotes a case.
-        if override is not None and override.route_to > self._tier.level:
-            receiver = self._policy.tier(override.route_to)
+        # Raising re-routes at once; lowering never moves a case, either way.
+        if workflow.patched(PATCH_SEVERITY_RAISE_ONLY):
+            receiver = routing.severity_reroute(self._policy, before, after, self._tier.level)
+        else:  # cases that started before the fix keep the behaviour they replay with
+            override = self._policy.override_for(after)
+            moves = override is not None and override.route_to > self._tier.level
+            receiver = self._policy.tier(override.route_to) if moves else None
+        if receiver is not None:
             note = EscalationNote(reason=f"severity raised from {before} to {after}")
             self._move_to(receiver, by=request.actor.user, automatic=False, note=note)
             return f"severity {after}; re-routed to {receiver.label}"
@@ -735,18 +774,40 @@ class EscalationWorkflow:
             self._record("rejected", f"{action} refused: {refused.reason}", actor=actor.user)
             raise
 
-    def _signal_payload(self, action: str, model: type, payload: RawValue):
+    def _signal_payload(self, action: str, model: type, payloads: tuple):
         """Decode a signal ourselves: a malformed one is recorded as rejected, with
-        the reason, instead of being dropped silently by the SDK's decoder."""
-        data = None
+        the reason, instead of failing the workflow task (which would wedge the case)
+        or being dropped silently by the SDK's decoder. Signal handlers take
+        `*payloads`, so a wrong number of arguments is caught here too."""
         try:
-            data = workflow.payload_converter().from_payload(payload.payload, dict)
-            return model.model_validate(data)
-        except Exception as error:  # any decoding or validation failure is a refusal
-            reason = _one_line_error(error)
-            actor = data.get("actor", {}).get("user") if isinstance(data, dict) else None
-            self._record("rejected", f"{action} refused: malformed payload: {reason}", actor)
+            if len(payloads) != 1:
+                raise _Malformed(f"expected one argument, got {len(payloads)}")
+            return _parse_message(model, payloads[0])
+        except _Malformed as malformed:
+            data = payloads[0] if payloads else None
+            self._record(
+                "rejected", f"{action} refused: malformed payload: {malformed}", _user_in(data)
+            )
             return None
+
+    def _update_payload(self, action: str, model: type, payload: RawValue):
+        """Decode an update's argument. In the validator a malformed one is rejected
+        with a one-line reason before anything is written to history."""
+        try:
+            value = workflow.payload_converter().from_payload(payload.payload)
+            return _parse_message(model, value)
+        except _Malformed as malformed:
+            raise ApplicationError(
+                f"rejected: {action}: malformed payload: {malformed}",
+                type="ActionRefused",
+                non_retryable=True,
+            ) from None
+        except Exception as error:  # not even JSON (a foreign client's encoding)
+            raise ApplicationError(
+                f"rejected: {action}: malformed payload: {_one_line_error(error)}",
+                type="ActionRefused",
+                non_retryable=True,
+            ) from None
 
     def _as_signal(self, action: str, actor: Actor, apply: Callable[[], str]) -> None:
         # A refused signal is on record in the timeline and never fails the case.
@@ -1093,6 +1154,26 @@ def _tier_ref(tier: Tier) -> TierRef:
 
 def _shorten(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class _Malformed(Exception):
+    """A message whose payload does not fit its model; the text names the field."""
+
+
+def _parse_message(model: type, value: object):
+    # Validated as JSON, which is what arrived: the messages then read the same as
+    # at the edges ("actor: Input should be an object"), whoever sent the payload.
+    try:
+        return model.model_validate_json(json.dumps(value))
+    except (TypeError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+        raise _Malformed(_one_line_error(error)) from None
+
+
+def _user_in(data: object) -> str | None:
+    """Who a malformed payload says sent it, if that much of it is readable."""
+    actor = data.get("actor") if isinstance(data, dict) else None
+    user = actor.get("user") if isinstance(actor, dict) else None
+    return user if isinstance(user, str) else None
 
 
 def _one_line_error(error: Exception) -> str:
