@@ -38,10 +38,10 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
 from escalator.durations import format_duration
 
@@ -70,6 +70,9 @@ SEARCH_YEARS = 20
 _SEARCH_DAYS = SEARCH_YEARS * 366
 
 
+Holiday = Annotated[date, BeforeValidator(lambda value: _holiday(value))]
+
+
 class BusinessCalendar(BaseModel):
     """When SLA clocks run. The default (no hours, no holidays) is 24x7."""
 
@@ -85,7 +88,7 @@ class BusinessCalendar(BaseModel):
         description='Open ranges per weekday, e.g. {mon: ["09:00-17:00"]}; a missing day '
         "is closed; no hours at all means open around the clock.",
     )
-    holidays: tuple[date, ...] = Field(default=(), description="Whole local days off.")
+    holidays: tuple[Holiday, ...] = Field(default=(), description="Whole local days off.")
 
     # Derived from the fields above in model_post_init; not part of the data.
     _week: tuple[tuple[tuple[int, int], ...], ...] = PrivateAttr(default=())
@@ -181,6 +184,24 @@ class BusinessCalendar(BaseModel):
 
 
 ALWAYS_OPEN = BusinessCalendar()
+
+
+def _holiday(value: object) -> object:
+    """A holiday as a date; a string must be an ISO date such as 2026-12-24.
+
+    Names the bad value and the expected shape, which pydantic's message does not.
+    """
+    if isinstance(value, date):
+        return value  # a datetime too: pydantic accepts it only at midnight
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError as error:
+            why = "" if str(error).startswith("Invalid isoformat") else f" ({error})"
+            raise ValueError(
+                f"{value!r} is not a valid date{why}; write it as YYYY-MM-DD, e.g. 2026-12-24"
+            ) from None
+    raise ValueError(f"{value!r} is not a valid date; write it as YYYY-MM-DD, e.g. 2026-12-24")
 
 
 def _parse_range(day: str, text: object) -> tuple[int, int]:

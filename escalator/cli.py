@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -254,7 +255,7 @@ async def _run(args: argparse.Namespace) -> int:
         await run_worker(_settings(args))
         return EXIT_OK
     if args.command == "start":
-        case = _case_from_args(args)  # validated before connecting
+        case = _case_from_args(args)  # validated (and its size checked) before connecting
         escalator = await _connect(args)
         workflow_id = await escalator.start_case(case)
         print(f"started case {case.case_id} ({workflow_id})")
@@ -274,7 +275,9 @@ async def _run(args: argparse.Namespace) -> int:
         return await _act(args)
     if args.command == "status":
         from escalator.cli_output import render_status
+        from starter import check_case_id
 
+        check_case_id(args.case_id)  # before connecting
         escalator = await _connect(args)
         status = await escalator.status(args.case_id)
         print(status.model_dump_json(indent=2) if args.json else render_status(status))
@@ -282,13 +285,14 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command in {"list", "queue"}:
         return await _list(args)
     if args.command == "draft":
-        from escalator.models import Actor
+        from escalator.models import DraftInput
+        from starter import check_case_id
 
-        actor = _validated_flags(
-            Actor, {"user": args.user, "role": args.role, "account": args.account}
-        )
+        check_case_id(args.case_id)  # before connecting
+        actor = {"user": args.user, "role": args.role, "account": args.account}
+        request = _validated_flags(DraftInput, {"actor": actor, "audience": args.audience})
         escalator = await _connect(args)
-        draft = await escalator.draft(args.case_id, actor, args.audience)
+        draft = await escalator.draft(args.case_id, request.actor, request.audience)
         if args.json:
             print(draft.model_dump_json(indent=2))
         else:
@@ -298,50 +302,101 @@ async def _run(args: argparse.Namespace) -> int:
     raise InvalidInput(f"unknown command {args.command}")
 
 
-async def _act(args: argparse.Namespace) -> int:
-    from escalator.models import Actor
+# What each action's request fields are called on the command line.
+_FLAGS = {
+    "actor.user": "--user",
+    "actor.role": "--role",
+    "actor.account": "--account",
+    "note.reason": "--reason",
+    "note.steps_taken": "--tried",
+    "note.symptoms": "--symptom",
+    "note.customer_impact": "--impact",
+    "note.suggested_next_step": "--next-step",
+}
 
-    actor = _validated_flags(Actor, {"user": args.user, "role": args.role, "account": args.account})
-    wait = not args.no_wait
-    if args.command == "severity":
-        from escalator.policy import SEVERITIES
 
-        if args.severity not in SEVERITIES:
-            raise InvalidInput(f"severity: {args.severity!r} is not one of {', '.join(SEVERITIES)}")
-    escalator = await _connect(args)
-    if args.command == "claim":
-        answer = await escalator.claim(args.case_id, actor, wait=wait)
-    elif args.command == "resolve":
-        answer = await escalator.resolve(args.case_id, actor, args.summary, wait=wait)
-    elif args.command == "note":
-        answer = await escalator.add_note(args.case_id, actor, args.text, wait=wait)
-    elif args.command == "hold":
-        until = _parse_time(args.until) if args.until else None
-        answer = await escalator.hold(args.case_id, actor, args.reason, until=until, wait=wait)
-    elif args.command == "resume":
-        answer = await escalator.resume(args.case_id, actor, wait=wait)
-    elif args.command == "deescalate":
-        answer = await escalator.deescalate(
-            args.case_id, actor, args.reason, to_level=args.to_level, wait=wait
-        )
-    elif args.command == "severity":
-        answer = await escalator.set_severity(args.case_id, actor, args.severity, wait=wait)
-    elif args.command == "reopen":
-        answer = await escalator.reopen(args.case_id, actor, args.reason, wait=wait)
-    else:
-        note = {
+def _request_from_args(args: argparse.Namespace):
+    """The action's request, validated (every flag) before anything connects."""
+    from escalator import models
+    from escalator.policy import SEVERITIES
+    from starter import check_case_id, request_problem
+
+    check_case_id(args.case_id)
+    actor = {"user": args.user, "role": args.role, "account": args.account}
+    command = args.command
+    if command == "severity" and args.severity not in SEVERITIES:
+        raise InvalidInput(f"severity: {args.severity!r} is not one of {', '.join(SEVERITIES)}")
+    models_by_command = {
+        "claim": models.ClaimRequest,
+        "resolve": models.ResolveRequest,
+        "escalate": models.EscalateRequest,
+        "note": models.AddNoteRequest,
+        "hold": models.HoldRequest,
+        "resume": models.ResumeRequest,
+        "deescalate": models.DeescalateRequest,
+        "severity": models.SetSeverityRequest,
+        "reopen": models.ReopenRequest,
+    }
+    model, fields = models_by_command[command], {}
+    if command == "resolve":
+        fields = {"summary": args.summary}
+    elif command == "note":
+        fields = {"text": args.text}
+    elif command == "severity":
+        fields = {"severity": args.severity}
+    elif command in {"reopen", "hold", "deescalate"}:
+        fields = {"reason": args.reason}
+    if command == "hold":
+        fields["until"] = _parse_time(args.until) if args.until else None
+    elif command == "deescalate":
+        fields["to_level"] = args.to_level
+    elif command == "escalate":
+        fields["note"] = {
             "reason": args.reason,
             "steps_taken": args.tried,
             "symptoms": args.symptom,
             "customer_impact": args.impact,
             "suggested_next_step": args.next_step,
         }
-        answer = await escalator.escalate(args.case_id, actor, note, wait=wait)
+    request = _validated_flags(model, {"actor": actor, **fields})
+    problem = request_problem(request)
+    if problem:
+        raise InvalidInput(_flag_message(problem))
+    return request
+
+
+async def _act(args: argparse.Namespace) -> int:
+    request = _request_from_args(args)  # validated before connecting
+    wait = not args.no_wait
+    escalator = await _connect(args)
+    case_id, actor = args.case_id, request.actor
+    if args.command == "claim":
+        answer = await escalator.claim(case_id, actor, wait=wait)
+    elif args.command == "resolve":
+        answer = await escalator.resolve(case_id, actor, request.summary, wait=wait)
+    elif args.command == "note":
+        answer = await escalator.add_note(case_id, actor, request.text, wait=wait)
+    elif args.command == "hold":
+        answer = await escalator.hold(
+            case_id, actor, request.reason, until=request.until, wait=wait
+        )
+    elif args.command == "resume":
+        answer = await escalator.resume(case_id, actor, wait=wait)
+    elif args.command == "deescalate":
+        answer = await escalator.deescalate(
+            case_id, actor, request.reason, to_level=request.to_level, wait=wait
+        )
+    elif args.command == "severity":
+        answer = await escalator.set_severity(case_id, actor, request.severity, wait=wait)
+    elif args.command == "reopen":
+        answer = await escalator.reopen(case_id, actor, request.reason, wait=wait)
+    else:
+        answer = await escalator.escalate(case_id, actor, request.note, wait=wait)
     if answer is None:
-        print(f"case {args.case_id}: {args.command} sent (signal; see `escalator status`)")
+        print(f"case {case_id}: {args.command} sent (signal; see `escalator status`)")
     else:
         who = f", assignee {answer.assignee}" if answer.assignee else ""
-        print(f"case {args.case_id}: {answer.message} (L{answer.tier_level}, {answer.state}{who})")
+        print(f"case {case_id}: {answer.message} (L{answer.tier_level}, {answer.state}{who})")
     return EXIT_OK
 
 
@@ -370,7 +425,7 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 def _case_from_args(args: argparse.Namespace):
-    from escalator.models import CaseInput
+    from escalator.models import CaseInput, case_input_problem
     from escalator.policy_files import load_policy
 
     description = args.description
@@ -401,7 +456,12 @@ def _case_from_args(args: argparse.Namespace):
         "data": data,
         "policy": load_policy(args.policy),
     }
-    return _validated_flags(CaseInput, fields)
+    case = _validated_flags(CaseInput, fields)
+    problem = case_input_problem(case)
+    if problem:
+        field, reason = problem
+        raise InvalidInput(f"{_flag(field)}: {reason}" if field else f"the case {reason}")
+    return case
 
 
 def _validated_flags(model, fields: dict):
@@ -415,8 +475,20 @@ def _validated_flags(model, fields: dict):
     except ValidationError as error:
         message = describe_validation_error(error)
         field, _, reason = message.partition(": ")
-        flag = "--" + field.replace(".", "-").replace("_", "-")
-        raise InvalidInput(f"{flag}: {reason}") from None
+        raise InvalidInput(f"{_flag(field)}: {reason}") from None
+
+
+def _flag(field: str) -> str:
+    """The flag for a model field: `customer.email` -> `--customer-email`, `note.steps_taken[0]`
+    -> `--tried` (a repeated flag's index is dropped)."""
+    field = re.sub(r"\[\d+\]", "", field)
+    return _FLAGS.get(field) or "--" + field.replace(".", "-").replace("_", "-")
+
+
+def _flag_message(problem: str) -> str:
+    """`note.reason is required: ...` -> `--reason is required: ...`."""
+    field, sep, rest = problem.partition(" ")
+    return f"{_flag(field)}{sep}{rest}" if re.fullmatch(r"[a-z_.\[\]0-9]+", field) else problem
 
 
 def _parse_time(text: str):

@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
-from escalator.policy import EmailAddress, Policy, Severity
+from escalator.policy import EmailAddress, Policy, Severity, WholeNumber
 
 if TYPE_CHECKING:
     from escalator.assessment import AssessmentResult, Audience
@@ -24,6 +25,11 @@ ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 # Temporal refuses payloads over 2 MiB; every case text is bounded well below it.
 MAX_DESCRIPTION_BYTES = 64 * 1024
 MAX_NOTE_BYTES = 16 * 1024
+# `data` (free-form, as JSON) and the whole case input (as JSON) are bounded where a
+# case is started (EscalatorClient.start_case, the CLI), not in CaseInput itself, so a
+# case that was started before the bound still decodes when its history is replayed.
+MAX_DATA_BYTES = 16 * 1024
+MAX_CASE_INPUT_BYTES = 256 * 1024
 
 Role = Literal["viewer", "engineer", "admin", "owner", "customer"]
 CaseState = Literal["open", "claimed", "resolved"]
@@ -80,13 +86,35 @@ class CaseInput(_Model):
     account: str = Field(default="default", pattern=ACCOUNT_PATTERN)
     data: dict[str, Any] = Field(default_factory=dict)
     policy: Policy
-    continue_as_new_after: int = Field(
+    continue_as_new_after: WholeNumber = Field(
         default=10_000,
         ge=100,
         description="History events after which the case continues as new (Temporal "
         "also suggests it near its own limits, whichever comes first).",
     )
     carried: CarriedState | None = None
+
+
+def case_input_problem(case: CaseInput) -> tuple[str | None, str] | None:
+    """`(field, reason)` if the case is too large to start, else None (field None: the
+    case as a whole).
+
+    Checked before anything is sent, so an oversized case is one clear error naming
+    the field instead of Temporal's "Blob data size exceeds limit".
+    """
+    data_size = len(to_json(case.data))
+    if data_size > MAX_DATA_BYTES:
+        return "data", (
+            f"is {data_size} bytes as JSON; the limit is {MAX_DATA_BYTES} bytes, "
+            "so attach long logs elsewhere"
+        )
+    total = len(case.model_dump_json())
+    if total > MAX_CASE_INPUT_BYTES:
+        return None, (
+            f"is {total} bytes as JSON; the limit is {MAX_CASE_INPUT_BYTES} bytes, "
+            "so shorten its description, data or policy"
+        )
+    return None
 
 
 # -- messages (signals and updates) -----------------------------------------------
@@ -147,7 +175,7 @@ class ResumeRequest(_Model):
 class DeescalateRequest(_Model):
     actor: Actor
     reason: str = Field(default="", max_length=2000)
-    to_level: int | None = Field(default=None, description="Default: the next lower tier.")
+    to_level: WholeNumber | None = Field(default=None, description="Default: the next lower tier.")
 
 
 class SetSeverityRequest(_Model):

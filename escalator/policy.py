@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from escalator.business_time import BusinessCalendar
 from escalator.durations import format_duration, parse_duration
@@ -51,6 +52,27 @@ def check_email(value: str) -> str:
 EmailAddress = Annotated[str, BeforeValidator(lambda v: check_email(str(v)))]
 
 
+def _not_a_boolean(kind: str):
+    """pydantic's lax mode reads `true` as 1; in a policy that is always a mistake."""
+
+    def check(value: object) -> object:
+        if isinstance(value, bool):
+            raise PydanticCustomError(
+                f"{kind}_type",
+                f"Input should be a valid {kind}, not a boolean ({str(value).lower()})",
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
+# An int or float field that refuses booleans (YAML `true`, JSON `true`), but still
+# reads numbers written as strings, like pydantic's lax mode. Durations have their
+# own parser, which refuses booleans too.
+WholeNumber = Annotated[int, _not_a_boolean("integer")]
+Number = Annotated[float, _not_a_boolean("number")]
+
+
 class _Strict(BaseModel):
     # Unknown keys are errors: a typo such as `first_responce` must not silently
     # leave a tier without its SLA.
@@ -73,7 +95,9 @@ class Sla(_Strict):
 
 
 class Tier(_Strict):
-    level: int = Field(ge=1, description="Position in the escalation path; higher is later.")
+    level: WholeNumber = Field(
+        ge=1, description="Position in the escalation path; higher is later."
+    )
     name: str = Field(min_length=1, max_length=100)
     team: str = Field(min_length=1, max_length=100)
     kind: Literal["human", "ai"] = Field(
@@ -95,7 +119,7 @@ class Tier(_Strict):
         description="Final tier only: re-notify every this long while unclaimed after "
         "its first response is due.",
     )
-    max_repeats: int = Field(default=3, ge=1, le=100)
+    max_repeats: WholeNumber = Field(default=3, ge=1, le=100)
     capabilities: tuple[str, ...] = ()
     escalation_criteria: tuple[str, ...] = ()
 
@@ -123,7 +147,9 @@ class Tier(_Strict):
 
 class SeverityOverride(_Strict):
     severity: Severity
-    route_to: int = Field(description="Level of the tier a case of this severity starts at.")
+    route_to: WholeNumber = Field(
+        description="Level of the tier a case of this severity starts at."
+    )
     notification: str | None = Field(
         default=None, description="Channel label recorded with the notification, e.g. pagerduty."
     )
@@ -135,7 +161,7 @@ def _thresholds(value: object) -> object:
     return (value,) if isinstance(value, int | float) and not isinstance(value, bool) else value
 
 
-WarnFraction = Annotated[float, Field(gt=0, lt=1)]
+WarnFraction = Annotated[Number, Field(gt=0, lt=1)]
 
 
 class Policy(_Strict):
@@ -153,7 +179,7 @@ class Policy(_Strict):
     max_hold: Duration | None = Field(
         default=None, description="A hold longer than this ends by itself."
     )
-    max_bounces: int = Field(
+    max_bounces: WholeNumber = Field(
         default=2,
         ge=1,
         le=20,

@@ -26,15 +26,60 @@ def load_policy(path: str | Path) -> Policy:
     return parse_policy_text(text, source=str(path))
 
 
+class _DuplicateKey(yaml.MarkedYAMLError):
+    """A mapping names the same key twice."""
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader, stricter where PyYAML is silent or crashes.
+
+    - A key given twice in one mapping is an error: PyYAML keeps the last one, so a
+      second `notify:` would silently drop the first list of recipients.
+    - A date-shaped value that is no date (`2026-13-45`) stays a string, so the
+      policy's own validation names the field; PyYAML raises a bare ValueError.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # `<<: *defaults`: its keys may be overridden here
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # unhashable; construct_mapping reports it
+                    continue
+                if duplicate:
+                    raise _DuplicateKey(
+                        problem=f"duplicate key {key!r}; give each key once",
+                        problem_mark=key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_timestamp(self, node):
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+
+_PolicyLoader.add_constructor("tag:yaml.org,2002:timestamp", _PolicyLoader.construct_yaml_timestamp)
+
+
 def parse_policy_text(text: str, *, source: str = "<policy>") -> Policy:
     """Parse YAML (JSON is YAML too) holding either `escalation: {...}` or the mapping itself."""
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_PolicyLoader)  # a SafeLoader: no object tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
         raise PolicyError(f"{source}: {where}{problem}") from None
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors can raise these for odd scalars; never a traceback.
+        raise PolicyError(f"{source}: not valid YAML ({' '.join(str(exc).split())})") from None
     return parse_policy_document(document, source=source)
 
 

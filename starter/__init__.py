@@ -47,6 +47,7 @@ from escalator.models import (
     ResumeRequest,
     SetSeverityRequest,
     case_id_is_valid,
+    case_input_problem,
     workflow_id_for,
 )
 from escalator.rules import escalation_note_problem
@@ -60,6 +61,9 @@ __all__ = [
     "CaseNotFound",
     "EscalatorClient",
     "case_summary",
+    "check_case_id",
+    "request_problem",
+    "validated_case",
 ]
 
 Model = TypeVar("Model", bound=BaseModel)
@@ -92,6 +96,50 @@ def _validated(model: type[Model], value: Model | Mapping[str, Any], what: str) 
         raise InvalidInput(describe_validation_error(error, prefix=what)) from None
 
 
+def validated_case(case: CaseInput | Mapping[str, Any]) -> CaseInput:
+    """The case, validated and small enough to start; else InvalidInput (`case: field: ...`)."""
+    case = _validated(CaseInput, case, "case")
+    problem = case_input_problem(case)
+    if problem:
+        field, reason = problem
+        raise InvalidInput(": ".join(part for part in ("case", field, reason) if part))
+    return case
+
+
+def check_case_id(case_id: str) -> str:
+    if not case_id_is_valid(case_id):
+        raise InvalidInput(
+            f"case id {case_id!r} is not valid: use letters, digits, '.', '_' or '-'"
+        )
+    return case_id
+
+
+HOLD_REASON_REQUIRED = "reason is required: say what the case is waiting for"
+DEESCALATE_REASON_REQUIRED = "reason is required: say why the lower tier can take over"
+
+
+def request_problem(request: BaseModel) -> str | None:
+    """What a request that validated still lacks, as `field ...: reason`; else None.
+
+    The workflow refuses the same; checking here (and in the CLI, before it connects)
+    saves the round trip.
+    """
+    if isinstance(request, EscalateRequest):
+        return escalation_note_problem(request.note)
+    if isinstance(request, HoldRequest) and not request.reason.strip():
+        return HOLD_REASON_REQUIRED
+    if isinstance(request, DeescalateRequest) and not request.reason.strip():
+        return DEESCALATE_REASON_REQUIRED
+    return None
+
+
+def _checked(request: Model) -> Model:
+    problem = request_problem(request)
+    if problem:
+        raise InvalidInput(problem)
+    return request
+
+
 class EscalatorClient:
     def __init__(self, client: Client, task_queue: str | None = None) -> None:
         self.client = client
@@ -114,7 +162,7 @@ class EscalatorClient:
 
     async def start_case(self, case: CaseInput | Mapping[str, Any]) -> str:
         """Start a case; return its workflow id. Raises CaseExists for a used id."""
-        case = _validated(CaseInput, case, "case")
+        case = validated_case(case)
         try:
             handle = await self.client.start_workflow(
                 EscalationWorkflow.run,
@@ -130,6 +178,15 @@ class EscalatorClient:
         except WorkflowAlreadyStartedError:
             raise CaseExists(
                 f"case {case.case_id} already exists; choose another case id"
+            ) from None
+        except RPCError as error:
+            # validated_case keeps a case well below Temporal's limits; this is the
+            # backstop (e.g. a server with lower limits), still one line.
+            message = " ".join(str(error.message or error).split())
+            if error.status == RPCStatusCode.INVALID_ARGUMENT:
+                raise InvalidInput(f"case {case.case_id}: Temporal refused it: {message}") from None
+            raise EscalatorError(
+                f"case {case.case_id}: Temporal refused the request: {message}"
             ) from None
         return handle.id
 
@@ -153,10 +210,7 @@ class EscalatorClient:
         *,
         wait: bool = True,
     ):
-        request = _validated(EscalateRequest, {"actor": actor, "note": note}, "escalate")
-        problem = escalation_note_problem(request.note)
-        if problem:
-            raise InvalidInput(problem)
+        request = _checked(_validated(EscalateRequest, {"actor": actor, "note": note}, "escalate"))
         return await self._send(case_id, "escalate", EscalationWorkflow.try_escalate, request, wait)
 
     async def add_note(self, case_id: str, actor: Actor | Mapping, text: str, *, wait=True):
@@ -167,11 +221,9 @@ class EscalatorClient:
         self, case_id: str, actor: Actor | Mapping, reason: str, *, until=None, wait: bool = True
     ):
         """Pause the SLA clocks while the case waits (on the customer, a vendor...)."""
-        request = _validated(
-            HoldRequest, {"actor": actor, "reason": reason, "until": until}, "hold"
+        request = _checked(
+            _validated(HoldRequest, {"actor": actor, "reason": reason, "until": until}, "hold")
         )
-        if not request.reason.strip():
-            raise InvalidInput("reason is required: say what the case is waiting for")
         return await self._send(case_id, "hold", EscalationWorkflow.try_hold, request, wait)
 
     async def resume(self, case_id: str, actor: Actor | Mapping, *, wait: bool = True):
@@ -187,13 +239,13 @@ class EscalatorClient:
         to_level: int | None = None,
         wait: bool = True,
     ):
-        request = _validated(
-            DeescalateRequest,
-            {"actor": actor, "reason": reason, "to_level": to_level},
-            "deescalate",
+        request = _checked(
+            _validated(
+                DeescalateRequest,
+                {"actor": actor, "reason": reason, "to_level": to_level},
+                "deescalate",
+            )
         )
-        if not request.reason.strip():
-            raise InvalidInput("reason is required: say why the lower tier can take over")
         return await self._send(
             case_id, "deescalate", EscalationWorkflow.try_deescalate, request, wait
         )
@@ -259,11 +311,9 @@ class EscalatorClient:
     # -- helpers --------------------------------------------------------------
 
     def _handle(self, case_id: str) -> WorkflowHandle:
-        if not case_id_is_valid(case_id):
-            raise InvalidInput(
-                f"case id {case_id!r} is not valid: use letters, digits, '.', '_' or '-'"
-            )
-        return self.client.get_workflow_handle(workflow_id_for(case_id), result_type=CaseOutcome)
+        return self.client.get_workflow_handle(
+            workflow_id_for(check_case_id(case_id)), result_type=CaseOutcome
+        )
 
     async def _explain(self, case_id: str, error: RPCError) -> EscalatorError:
         """Turn a raw RPC failure into: unknown case, closed case, or unreachable."""

@@ -170,6 +170,58 @@ def test_policy_errors_are_one_line_naming_file_and_field(text, expected):
     assert expected in message
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (_mutate("level: 1", "level: true"), "escalation.tiers[0].level: Input should be a valid integer, not a boolean (true)"),
+        (_mutate("route_to: 3", "route_to: false"), "escalation.severity_overrides[0].route_to: Input should be a valid integer, not a boolean (false)"),
+        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  max_bounces: true\n"), "escalation.max_bounces: Input should be a valid integer, not a boolean (true)"),
+        (_mutate("warn_at: 0.75", "warn_at: [0.5, true]"), "escalation.warn_at[1]: Input should be a valid number, not a boolean (true)"),
+        (_mutate("first_response: 4h", "first_response: true"), "escalation.tiers[0].sla.first_response: True is not a duration"),
+        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  calendar: {holidays: [2026-02-30]}\n"),
+         "escalation.calendar.holidays[0]: '2026-02-30' is not a valid date (day is out of range for month)"),
+        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  warn_at: 0.5\n"), "line 5: duplicate key 'warn_at'; give each key once"),
+        (_mutate("{first_response: 4h,", "{first_response: 4h, first_response: 1h,"),
+         "line 10: duplicate key 'first_response'; give each key once"),
+    ],
+)  # fmt: skip
+def test_booleans_dates_and_duplicate_keys_are_refused(text, expected):
+    with pytest.raises(PolicyError) as error:
+        parse_policy_text(text, source="policies/broken.yaml")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"policies/broken.yaml: {expected}"), message
+
+
+def test_numbers_and_dates_still_read_as_before():
+    text = _mutate("level: 1", "level: '1'")  # a number in quotes, as pydantic's lax mode reads it
+    text = text.replace("first_response: 4h", "first_response: 3600")  # seconds
+    text = text.replace(
+        "  warn_at: 0.75\n", "  warn_at: 0.75\n  calendar: {holidays: [2026-12-24, '2026-12-25']}\n"
+    )
+    policy = parse_policy_text(text)
+    assert policy.tiers[0].level == 1
+    assert policy.tiers[0].sla.first_response == timedelta(hours=1)
+    assert [d.isoformat() for d in policy.calendar.holidays] == ["2026-12-24", "2026-12-25"]
+
+
+def test_yaml_anchors_and_merge_keys_are_not_duplicates():
+    text = """\
+escalation:
+  tiers:
+    - &desk {level: 1, name: Desk, team: desk, sla: &sla {first_response: 4h, resolution_target: 24h}}
+    - <<: *desk
+      level: 2
+      name: Engineering
+      sla: *sla
+"""
+    policy = parse_policy_text(text)
+    assert [(t.level, t.name, t.team) for t in policy.tiers] == [
+        (1, "Desk", "desk"),
+        (2, "Engineering", "desk"),
+    ]
+
+
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(PolicyError, match=r"nope.yaml: file not found"):
         load_policy(tmp_path / "nope.yaml")
