@@ -3,6 +3,7 @@ ESCALATOR_TASK_QUEUE and the SMTP_* variables (see README.md)."""
 
 import asyncio
 import logging
+import os
 import sys
 
 from escalator.errors import EscalatorError
@@ -20,4 +21,11 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The workers have shut down; skip interpreter finalisation, where the SDK's
+    # runtime threads can abort the process (sdk-python #300) and turn a clean stop
+    # into exit code 134 with a "Fatal Python error" on stderr.
+    os._exit(code)

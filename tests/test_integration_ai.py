@@ -151,3 +151,49 @@ async def test_malformed_output_is_retried_then_accepted(ai_stack):
     assert status.assessment.source == "model"
     assert not [e for e in status.timeline if e.kind == "assessment_unavailable"]
     await escalator.resolve("ai-bad", actor("bob"), "done")
+
+
+async def test_hung_model_calls_never_take_the_slots_mail_needs(dev_env, monkeypatch):
+    """The case worker here has only 2 activity slots; 4 escalations whose model calls
+    all hang. Were the model calls on the cases' queue, the first two would hold both
+    slots and every later mail would wait for them; on the AI queue, mail flows."""
+    from activities import ALL_ACTIVITIES
+    from escalator.worker_runtime import build_workers, running
+
+    standin = AnthropicStandIn()
+    standin.default = "hang"
+    standin.hang_seconds = 120.0
+    standin.start()
+    sink = MailSink(free_port()).start()
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", standin.url)
+    monkeypatch.setenv("ESCALATOR_AI_TIMEOUT", "60")  # the calls stay hung for the test
+    monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SMTP_PORT", str(sink.port))
+    queue = unique_queue("ai-slots")
+    escalator = EscalatorClient(dev_env.client, queue)
+    cases = [f"slots-{n}" for n in range(4)]
+    workers = build_workers(dev_env.client, queue, ALL_ACTIVITIES, max_concurrent_activities=2)
+    try:
+        async with running(workers):
+            for case_id in cases:
+                await start(escalator, case_id)
+
+            def every_escalation_mailed():
+                return all(
+                    any("l2@example.com" in m["X-Envelope-To"]
+                        for m in sink.with_purpose(c, "tier_entry"))
+                    and sink.with_purpose(c, "customer_escalation")
+                    for c in cases
+                )  # fmt: skip
+
+            await eventually(every_escalation_mailed, within=30)
+            # All four model calls were made and are still hanging: none has answered.
+            assert all(requests_for(standin, c) for c in cases)
+            for case_id in cases:
+                status = await escalator.status(case_id)
+                assert status.assessment is None and status.tier_level == 2
+                await escalator.resolve(case_id, actor("bob", role="admin"), "done")
+    finally:
+        standin.stop()  # wakes the hung handlers, so the workers shut down promptly
+        sink.stop()

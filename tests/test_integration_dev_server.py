@@ -39,6 +39,7 @@ async def stack(dev_env):
     errors = worker.stop()
     sink.stop()
     assert "Traceback" not in errors, errors
+    assert "Fatal Python error" not in errors, errors  # a clean stop (sdk-python #300)
 
 
 def new_case(case_id: str) -> dict:

@@ -101,6 +101,7 @@ DRAFT_GIVE_UP_AFTER = timedelta(minutes=2)
 # can still be open.
 PATCH_SEVERITY_RAISE_ONLY = "severity-raise-only"  # lowering never promotes a case
 PATCH_AI_TASK_QUEUE = "ai-task-queue"  # model calls on <task queue>-ai
+PATCH_ASSESSMENT_NOT_CANCELLED = "assessment-not-cancelled"  # superseded ones are dropped
 
 DESCRIPTION_EXCERPT_CHARS = 2000
 # What a case carries into a new run: its state in full, the recent timeline and
@@ -130,7 +131,8 @@ class EscalationWorkflow:
         self._changes = 0  # bumped by anything that can move the next deadline
         self._deliveries_in_flight = 0
         self._published: dict[str, object] = {}  # search attributes as last upserted
-        self._assessment_task: asyncio.Task | None = None  # at most one in flight
+        self._assessment_task: asyncio.Task | None = None  # the newest one
+        self._assessment_generation = 0  # bumped when the running one is superseded
         self._reopen_until = None
         carried = case.carried
         if carried is None:
@@ -184,8 +186,7 @@ class EscalationWorkflow:
                 await self._wait_for_next_deadline_or_change()
             self._publish_search_attributes()
             # An assessment still running is moot once the case is resolved.
-            if self._assessment_task is not None and not self._assessment_task.done():
-                self._assessment_task.cancel()
+            self._supersede_assessment()
             if not await self._wait_for_reopen():
                 break
 
@@ -315,9 +316,23 @@ class EscalationWorkflow:
     # mail above has already been started; the assessment follows when it is ready,
     # or the timeline says it is unavailable. A newer escalation supersedes it.
 
-    def _start_assessment(self) -> None:
-        if self._assessment_task is not None and not self._assessment_task.done():
+    def _supersede_assessment(self) -> None:
+        """The running assessment no longer matters (a newer escalation, or resolved).
+
+        It is left to finish and its answer is dropped, rather than cancelled:
+        cancelling a running model call in the same workflow task as an update
+        wedged that task (it timed out and the update was aborted), and the call is
+        bounded by its own timeouts anyway. Cases that started before this change
+        keep cancelling it, as their histories say."""
+        if self._assessment_task is None or self._assessment_task.done():
+            return
+        if workflow.patched(PATCH_ASSESSMENT_NOT_CANCELLED):
+            self._assessment_generation += 1
+        else:
             self._assessment_task.cancel()
+
+    def _start_assessment(self) -> None:
+        self._supersede_assessment()
         tier = self._tier
         case = self._case
         request = ai.AssessmentRequest(
@@ -337,6 +352,7 @@ class EscalationWorkflow:
         self._assessment_task = asyncio.create_task(self._assess(request))
 
     async def _assess(self, request: ai.AssessmentRequest) -> None:
+        generation = self._assessment_generation
         try:
             result = await workflow.execute_activity(
                 ai.ASSESS_CASE,
@@ -349,11 +365,15 @@ class EscalationWorkflow:
                 summary=f"AI assessment for {request.tier.label}",
             )
         except ActivityError as error:
+            if generation != self._assessment_generation:
+                return  # superseded while it ran: nobody is waiting for it
             cause = error.cause.message if error.cause else str(error)
             self._record("assessment_unavailable", f"assessment unavailable: {cause}")
             # The engineer still gets something to start from: the extractive offline
             # assessment, computed here (pure and deterministic) and labelled as such.
             result = ai.offline_assessment(request)
+        if generation != self._assessment_generation:
+            return  # superseded while it ran: its tier and its facts are out of date
         self._assessment = result
         origin = "offline heuristic" if result.source == "offline" else result.model
         self._record(
