@@ -19,6 +19,7 @@ import signal
 from pathlib import Path
 
 from temporalio.worker import PollerBehaviorSimpleMaximum, UnsandboxedWorkflowRunner, Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 # Settings a benchmark may pass, and how each becomes a Worker argument.
 SETTINGS = {
@@ -42,9 +43,10 @@ def worker_options(settings: dict[str, str]) -> dict:
             options["workflow_task_poller_behavior"] = PollerBehaviorSimpleMaximum(value)
         elif key == "activity_pollers":
             options["activity_task_poller_behavior"] = PollerBehaviorSimpleMaximum(value)
-        elif key == "sandboxed":
-            if not value:
-                options["workflow_runner"] = UnsandboxedWorkflowRunner()
+        elif key == "sandboxed":  # explicit either way: it overrides worker.py's default
+            options["workflow_runner"] = (
+                SandboxedWorkflowRunner() if value else UnsandboxedWorkflowRunner()
+            )
         else:
             options[key] = value
     return options
@@ -57,10 +59,16 @@ async def run(args: argparse.Namespace) -> None:
     client = await connect(TemporalSettings(address=args.address, task_queue=args.task_queue))
     options = worker_options(dict(item.split("=", 1) for item in args.set))
     if args.kind == "escalator":
-        from escalator.worker_runtime import build_workers, cache_workflow_bytecode
+        from escalator.worker_runtime import (
+            build_workers,
+            cache_workflow_bytecode,
+            options_from_env,
+        )
 
         cache_workflow_bytecode()  # as worker.py does
-        workers = build_workers(client, args.task_queue, **options)
+        # worker.py's own settings first (e.g. how it runs workflow code), then
+        # whatever the benchmark sets for both sides.
+        workers = build_workers(client, args.task_queue, **{**options_from_env(), **options})
     else:
         from bench.minimal import MinimalEscalation
         from bench.minimal_activities import ALL

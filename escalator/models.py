@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
 from escalator.policy import EmailAddress, Policy, Severity, WholeNumber
@@ -165,7 +165,11 @@ class DraftInput(_Model):
 class HoldRequest(_Model):
     actor: Actor
     reason: str = Field(default="", max_length=2000)
-    until: datetime | None = Field(default=None, description="Resume by itself at this time.")
+    # Aware only: a naive time has no meaning across the zones a desk spans, and
+    # comparing it with the workflow's clock would fail the case.
+    until: AwareDatetime | None = Field(
+        default=None, description="Resume by itself at this time (with a time zone)."
+    )
 
 
 class ResumeRequest(_Model):

@@ -104,6 +104,14 @@ def resume_refusal(actor: Actor, case: CaseFacts) -> str | None:
     return None
 
 
+def _deescalation_owner_refusal(actor: Actor, case: CaseFacts) -> str | None:
+    # Only the owner of the case on this tier, or an admin, may hand it back down.
+    if actor.role not in PRIVILEGED_ROLES and case.assignee != actor.user:
+        holder = f"the assignee ({case.assignee})" if case.assignee else "the assignee"
+        return f"only {holder} or an admin can de-escalate this case"
+    return None
+
+
 def deescalate_refusal(actor: Actor, case: CaseFacts, reason: str) -> str | None:
     if case.state == "resolved":
         return "the case is already resolved"
@@ -111,10 +119,25 @@ def deescalate_refusal(actor: Actor, case: CaseFacts, reason: str) -> str | None
         return "the case is on the lowest tier; there is no tier to return it to"
     if not reason.strip():
         return "reason is required: say why the lower tier can take over"
-    # Only the owner of the case on this tier, or an admin, may hand it back down.
-    if actor.role not in PRIVILEGED_ROLES and case.assignee != actor.user:
-        holder = f"the assignee ({case.assignee})" if case.assignee else "the assignee"
-        return f"only {holder} or an admin can de-escalate this case"
+    return _deescalation_owner_refusal(actor, case)
+
+
+# The verb each owner-gated action uses in its refusal.
+_OWNER_VERBS = {"resolve": "resolve", "escalate": "escalate", "hold": "put on hold"}
+
+
+def authority_refusal(actor: Actor, case: CaseFacts, action: str) -> str | None:
+    """Why this actor may not do `action` at all: role, account, or not the owner.
+
+    These refusals are audited, written to the timeline with the actor, so update
+    validators let them through to the handler rather than rejecting them unseen.
+    """
+    if refusal := access_refusal(actor, case, action):
+        return refusal
+    if action == "deescalate":
+        return _deescalation_owner_refusal(actor, case)
+    if action in _OWNER_VERBS:
+        return _owner_refusal(actor, case, _OWNER_VERBS[action])
     return None
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
-from temporalio.worker import Worker
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities import ALL_ACTIVITIES
 from activities.assessment import close_clients
@@ -38,12 +38,14 @@ log = logging.getLogger("escalator.worker")
 # Model calls are asyncio I/O, so a slot costs little; this bounds how many hung
 # calls one process holds at once.
 DEFAULT_AI_CONCURRENCY = 200
-# Each cached case costs the worker about 0.3 MiB (its own sandboxed copy of the
-# workflow module, and its state). Most cases sit idle for hours, and a case that is
-# not cached is replayed from history when it next has something to do, so a small
-# cache bounds memory at little cost: with 250, 10,000 open cases stay within about
-# 250 MiB (docs/benchmarks.md, figure d). ESCALATOR_MAX_CACHED_WORKFLOWS overrides.
-DEFAULT_MAX_CACHED_WORKFLOWS = 250
+# How worker.py runs workflow code. The sandbox re-imports the workflow module for
+# every case it loads: about 0.2 MiB and 25 % more CPU per cached case, which at
+# 1,000 cached cases doubles the worker's memory and slows a herd of deadlines
+# (docs/benchmarks.md). Its guard against non-deterministic calls is kept where it
+# catches mistakes before they ship: every test and every replay of the recorded
+# histories runs the workflow in the sandbox (build_workers' default).
+# ESCALATOR_WORKFLOW_SANDBOX=on runs production workers sandboxed too.
+PRODUCTION_SANDBOX_DEFAULT = False
 
 
 def cache_workflow_bytecode() -> None:
@@ -77,7 +79,6 @@ def build_workers(
     **options: Any,
 ) -> list[Worker]:
     """The case worker (with `options`, e.g. max_cached_workflows) and the AI worker."""
-    options.setdefault("max_cached_workflows", DEFAULT_MAX_CACHED_WORKFLOWS)
     case_activities, ai = split_activities(activities)
     workers = [
         Worker(
@@ -110,7 +111,7 @@ async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
 
 
 def options_from_env(environ=os.environ) -> dict[str, Any]:
-    """Worker settings an operator may tune (see README, "Tuning the worker")."""
+    """worker.py's settings, with the ones an operator may tune (README, "Tuning")."""
     options: dict[str, Any] = {}
     for name, key in (
         ("ESCALATOR_MAX_CACHED_WORKFLOWS", "max_cached_workflows"),
@@ -122,6 +123,11 @@ def options_from_env(environ=os.environ) -> dict[str, Any]:
         if not raw.isdigit() or int(raw) < 1:
             raise EscalatorError(f"{name}={raw!r}: must be a whole number of at least 1")
         options[key] = int(raw)
+    raw = environ.get("ESCALATOR_WORKFLOW_SANDBOX", "").strip().lower()
+    if raw not in ("", "on", "off"):
+        raise EscalatorError(f"ESCALATOR_WORKFLOW_SANDBOX={raw!r}: must be on or off")
+    if not (raw == "on" if raw else PRODUCTION_SANDBOX_DEFAULT):
+        options["workflow_runner"] = UnsandboxedWorkflowRunner()
     return options
 
 

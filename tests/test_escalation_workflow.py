@@ -287,3 +287,65 @@ async def test_malformed_signal_is_recorded_and_changes_nothing(desk: Desk):
 async def _with_rejections(awaitable, count: int):
     status = await awaitable
     return status if sum(e.kind == "rejected" for e in status.timeline) >= count else None
+
+
+NOTE = {"reason": "needs backend access", "steps_taken": ["re-uploaded the certificate"]}
+# Each action as the API sends it; `who` is the actor asking.
+ACTIONS = {
+    "claim": lambda e, c, who: e.claim(c, who),
+    "resolve": lambda e, c, who: e.resolve(c, who, "closing"),
+    "escalate": lambda e, c, who: e.escalate(c, who, NOTE),
+    "add_note": lambda e, c, who: e.add_note(c, who, "a note"),
+    "hold": lambda e, c, who: e.hold(c, who, "waiting on logs"),
+    "resume": lambda e, c, who: e.resume(c, who),
+    "deescalate": lambda e, c, who: e.deescalate(c, who, "L1 can take it from here"),
+    "set_severity": lambda e, c, who: e.set_severity(c, who, "P0"),
+}
+INTRUDERS = {
+    "viewer": (actor("victor", role="viewer"), "is a viewer"),
+    "other account": (actor("mallory", account="other-co"), "belongs to account 'other-co'"),
+}
+# Owner-gated actions on a case claimed by alice, tried by bob (an engineer).
+NOT_THE_OWNER = {
+    "resolve": "only the assignee or an admin can resolve it",
+    "escalate": "only the assignee or an admin can escalate it",
+    "hold": "only the assignee or an admin can put on hold it",
+    "deescalate": "only the assignee (alice) or an admin can de-escalate this case",
+}
+
+
+async def _case_for(desk: Desk, case_id: str, action: str) -> None:
+    # P2 starts at L2, so there is a lower tier to de-escalate to; resume needs a hold.
+    await desk.start(case_id, severity="P2")
+    if action == "resume":
+        await desk.escalator.hold(case_id, actor("admin-ann", role="admin"), "waiting on logs")
+
+
+async def _assert_refused_and_audited(desk, case_id, action, who, reason):
+    before = await desk.status(case_id)
+    with pytest.raises(ActionRefused, match=reason):
+        await ACTIONS[action](desk.escalator, case_id, who)
+    after = await desk.status(case_id)
+    assert (after.state, after.tier_level, after.assignee, after.severity, after.hold) == (
+        before.state, before.tier_level, before.assignee, before.severity, before.hold
+    )  # fmt: skip
+    [audit] = [e for e in after.timeline[len(before.timeline) :] if e.kind == "rejected"]
+    assert audit.actor == who.user and audit.detail.startswith(f"{action} refused: ")
+    assert reason in audit.detail
+
+
+@pytest.mark.parametrize("intruder", list(INTRUDERS))
+@pytest.mark.parametrize("action", list(ACTIONS))
+async def test_every_action_is_gated_by_role_and_account_and_audited(desk, action, intruder):
+    who, reason = INTRUDERS[intruder]
+    case_id = f"gate-{action}-{intruder.replace(' ', '-')}"
+    await _case_for(desk, case_id, action)
+    await _assert_refused_and_audited(desk, case_id, action, who, reason)
+
+
+@pytest.mark.parametrize("action", list(NOT_THE_OWNER))
+async def test_owner_gated_actions_refuse_others_and_audit_them(desk, action):
+    case_id = f"owner-{action}"
+    await _case_for(desk, case_id, action)
+    await desk.escalator.claim(case_id, actor("alice"))
+    await _assert_refused_and_audited(desk, case_id, action, actor("bob"), NOT_THE_OWNER[action])

@@ -454,7 +454,9 @@ class EscalationWorkflow:
     @try_claim.validator
     def _validate_claim(self, payload: RawValue) -> None:
         request = self._update_payload("claim", ClaimRequest, payload)
-        self._reject_if(rules.claim_refusal(request.actor, self._facts()))
+        self._reject_unless_audited(
+            request.actor, "claim", rules.claim_refusal(request.actor, self._facts())
+        )
 
     @workflow.signal
     def resolve(self, *payloads: object) -> None:
@@ -470,7 +472,9 @@ class EscalationWorkflow:
     @try_resolve.validator
     def _validate_resolve(self, payload: RawValue) -> None:
         request = self._update_payload("resolve", ResolveRequest, payload)
-        self._reject_if(rules.resolve_refusal(request.actor, self._facts()))
+        self._reject_unless_audited(
+            request.actor, "resolve", rules.resolve_refusal(request.actor, self._facts())
+        )
 
     @workflow.signal
     def escalate(self, *payloads: object) -> None:
@@ -486,9 +490,11 @@ class EscalationWorkflow:
     @try_escalate.validator
     def _validate_escalate(self, payload: RawValue) -> None:
         request = self._update_payload("escalate", EscalateRequest, payload)
-        self._reject_if(
+        self._reject_unless_audited(
+            request.actor,
+            "escalate",
             rules.escalate_refusal(request.actor, self._facts(), request.note)
-            or self._bounce_refusal(routing.next_tier(self._policy, self._tier.level))
+            or self._bounce_refusal(routing.next_tier(self._policy, self._tier.level)),
         )
 
     @workflow.signal
@@ -505,7 +511,9 @@ class EscalationWorkflow:
     @try_add_note.validator
     def _validate_add_note(self, payload: RawValue) -> None:
         request = self._update_payload("add_note", AddNoteRequest, payload)
-        self._reject_if(rules.note_refusal(request.actor, self._facts()))
+        self._reject_unless_audited(
+            request.actor, "add_note", rules.note_refusal(request.actor, self._facts())
+        )
 
     @workflow.signal
     def hold(self, *payloads: object) -> None:
@@ -521,7 +529,9 @@ class EscalationWorkflow:
     @try_hold.validator
     def _validate_hold(self, payload: RawValue) -> None:
         request = self._update_payload("hold", HoldRequest, payload)
-        self._reject_if(rules.hold_refusal(request.actor, self._facts(), request.reason))
+        self._reject_unless_audited(
+            request.actor, "hold", rules.hold_refusal(request.actor, self._facts(), request.reason)
+        )
 
     @workflow.signal
     def resume(self, *payloads: object) -> None:
@@ -537,7 +547,9 @@ class EscalationWorkflow:
     @try_resume.validator
     def _validate_resume(self, payload: RawValue) -> None:
         request = self._update_payload("resume", ResumeRequest, payload)
-        self._reject_if(rules.resume_refusal(request.actor, self._facts()))
+        self._reject_unless_audited(
+            request.actor, "resume", rules.resume_refusal(request.actor, self._facts())
+        )
 
     @workflow.signal
     def deescalate(self, *payloads: object) -> None:
@@ -553,9 +565,11 @@ class EscalationWorkflow:
     @try_deescalate.validator
     def _validate_deescalate(self, payload: RawValue) -> None:
         request = self._update_payload("deescalate", DeescalateRequest, payload)
-        self._reject_if(
+        self._reject_unless_audited(
+            request.actor,
+            "deescalate",
             rules.deescalate_refusal(request.actor, self._facts(), request.reason)
-            or self._lower_tier_problem(request.to_level)
+            or self._lower_tier_problem(request.to_level),
         )
 
     @workflow.signal
@@ -572,7 +586,9 @@ class EscalationWorkflow:
     @try_set_severity.validator
     def _validate_set_severity(self, payload: RawValue) -> None:
         request = self._update_payload("set_severity", SetSeverityRequest, payload)
-        self._reject_if(rules.severity_refusal(request.actor, self._facts()))
+        self._reject_unless_audited(
+            request.actor, "set_severity", rules.severity_refusal(request.actor, self._facts())
+        )
 
     @workflow.signal
     def reopen(self, *payloads: object) -> None:
@@ -588,7 +604,9 @@ class EscalationWorkflow:
     @try_reopen.validator
     def _validate_reopen(self, payload: RawValue) -> None:
         request = self._update_payload("reopen", ReopenRequest, payload)
-        self._reject_if(rules.reopen_refusal(request.actor, self._facts()))
+        self._reject_unless_audited(
+            request.actor, "reopen", rules.reopen_refusal(request.actor, self._facts())
+        )
 
     @workflow.query
     def status(self) -> CaseStatus:
@@ -852,6 +870,13 @@ class EscalationWorkflow:
     def _refuse_if(reason: str | None) -> None:
         if reason:
             raise _Refused(reason)
+
+    def _reject_unless_audited(self, actor: Actor, action: str, reason: str | None) -> None:
+        """Reject in the validator (no history) what is plainly refused; but refusals
+        of who is asking pass, so the handler writes them to the timeline with the
+        actor: every refused attempt by the wrong role, account or owner is on record."""
+        if reason and not rules.authority_refusal(actor, self._facts(), action):
+            self._reject_if(reason)
 
     @staticmethod
     def _reject_if(reason: str | None) -> None:
