@@ -300,10 +300,11 @@ async def _deadline_latencies(st: Stack, case_ids: list[str], plan: Plan) -> dic
             deadline = datetime.fromisoformat(mails[0].headers["X-Bench-Breached"])
         else:
             deadline = await st.side.deadline_of(case_id, plan)
-            warned = st.sink.got(case_id, "warning:l1")
-            if warned:
-                early = timedelta(seconds=plan.timeouts[0] * (1 - plan.warn_at))
-                warning.append(warned[0].at - (deadline - early).timestamp())
+        # Both sides warn at `warn_at` of the first response, before the breach.
+        warned = st.sink.got(case_id, "warning:l1")
+        if warned:
+            early = timedelta(seconds=plan.timeouts[0] * (1 - plan.warn_at))
+            warning.append(warned[0].at - (deadline - early).timestamp())
         escalation.append(mails[0].at - deadline.timestamp())
     if isinstance(st.side, EscalatorSide):
         # Where the time goes: deadline → the workflow task that escalates (timer
@@ -315,7 +316,7 @@ async def _deadline_latencies(st: Stack, case_ids: list[str], plan: Plan) -> dic
                 deadline = await st.side.deadline_of(case_id, plan)
                 timer.append((escalated[0] - deadline).total_seconds())
     return {
-        # Every deadline the cases had: escalations, plus Escalator's warnings.
+        # Every deadline the cases had: escalations and warnings.
         "deadline_mail_s": _stats(escalation + warning),
         "escalation_mail_s": _stats(escalation),
         "warning_mail_s": _stats(warning) if warning else None,
@@ -343,10 +344,10 @@ async def _wait_all(sink: MailSink, case_ids: list[str], kind: str, limit: float
 async def _paced(ctx: Context, st: Stack) -> dict:
     """Deadlines fall due at `paced_deadlines_per_s`, for `paced_seconds`.
 
-    A minimal case has one deadline (its escalation); an Escalator case two (the
-    75% warning and the escalation), so Escalator cases start at half the rate.
+    A case on either side has two deadlines (the 75% warning and the escalation),
+    so cases start at half the rate.
     """
-    per_case = 2 if isinstance(st.side, EscalatorSide) else 1
+    per_case = 2
     plan = Plan(timeouts=(ctx.size("paced_first_response"), None))
     rate = ctx.size("paced_deadlines_per_s") / per_case
     count = round(rate * ctx.size("paced_seconds"))
