@@ -21,7 +21,7 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(BENCH_STAMP)
 
-# Escalator next to a bare-Temporal baseline: about 10 minutes on 2 CPUs.
+# Escalator next to a bare-Temporal baseline: about 14 minutes on 2 CPUs.
 bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run
 

@@ -27,6 +27,7 @@ from bench.harness import (
     summary,
 )
 from bench.sides import SIDES, EscalatorSide, MinimalSide, Plan
+from escalator.worker_runtime import PRODUCTION_MAX_CACHED_WORKFLOWS
 
 # -- results --------------------------------------------------------------------------
 
@@ -531,8 +532,9 @@ async def figure_d(ctx: Context) -> Figure:
             escalator["peak_worker_rss_mib"], minimal["peak_worker_rss_mib"], "≤ 250 MiB",
             escalator["peak_worker_rss_mib"] <= 250,
             note=f"parked {esc_p['worker_rss_mib']} MiB, idle {escalator['idle_worker_rss_mib']}"
-                 f" MiB; the workflow cache (max_cached_workflows) bounds it beyond "
-                 f"{ctx.settings.get('max_cached_workflows', 1000)} cases"),
+                 " MiB; the workflow cache (max_cached_workflows: Escalator "
+                 f"{ctx.settings.get('max_cached_workflows', PRODUCTION_MAX_CACHED_WORKFLOWS)}"
+                 f", bare {ctx.settings.get('max_cached_workflows', 1000)}) bounds it"),
         Row("d-server", f"Server RSS, {count:,} open cases", "MiB",
             esc_p["server_rss_mib"], base_p["server_rss_mib"], "—", None),
         Row("d-db", f"Database size (SQLite+WAL), {count:,} open cases", "MiB",

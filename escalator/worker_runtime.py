@@ -46,6 +46,11 @@ DEFAULT_AI_CONCURRENCY = 200
 # histories runs the workflow in the sandbox (build_workers' default).
 # ESCALATOR_WORKFLOW_SANDBOX=on runs production workers sandboxed too.
 PRODUCTION_SANDBOX_DEFAULT = False
+# Cases worker.py keeps in memory, about 0.12 MiB each unsandboxed; the others are
+# replayed from history when they next act. 800 keeps the worker under 250 MiB
+# however many cases are open (docs/benchmarks.md, figure d), and is above any
+# herd of deadlines measured there. ESCALATOR_MAX_CACHED_WORKFLOWS overrides.
+PRODUCTION_MAX_CACHED_WORKFLOWS = 800
 
 
 def cache_workflow_bytecode() -> None:
@@ -123,6 +128,7 @@ def options_from_env(environ=os.environ) -> dict[str, Any]:
         if not raw.isdigit() or int(raw) < 1:
             raise EscalatorError(f"{name}={raw!r}: must be a whole number of at least 1")
         options[key] = int(raw)
+    options.setdefault("max_cached_workflows", PRODUCTION_MAX_CACHED_WORKFLOWS)
     raw = environ.get("ESCALATOR_WORKFLOW_SANDBOX", "").strip().lower()
     if raw not in ("", "on", "off"):
         raise EscalatorError(f"ESCALATOR_WORKFLOW_SANDBOX={raw!r}: must be on or off")

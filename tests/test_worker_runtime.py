@@ -25,6 +25,10 @@ def test_production_runs_unsandboxed_unless_told_otherwise():
     assert isinstance(off["workflow_runner"], UnsandboxedWorkflowRunner)
 
 
+def test_the_production_cache_is_bounded_by_default():
+    assert options_from_env({})["max_cached_workflows"] == 800
+
+
 def test_tuning_values_are_read():
     options = options_from_env(
         {"ESCALATOR_MAX_CACHED_WORKFLOWS": "300", "ESCALATOR_AI_CONCURRENCY": " 50 "}
