@@ -18,8 +18,10 @@ Read this file top to bottom:
 
 Notifications and the assessment are activities started in the background: the
 case never waits for them before arming its next timer, so an SMTP or model outage
-delays mail, never an escalation. Every message (signal or update) goes through one
-rule check; refusals answer the caller (updates) or are written to the timeline.
+delays mail, never an escalation. Model calls run on their own task queue
+(`<queue>-ai`), so a hung model cannot take the worker slots that mail needs.
+Every message (signal or update) goes through one rule check; refusals answer the
+caller (updates) or are written to the timeline.
 """
 
 from __future__ import annotations
@@ -435,10 +437,15 @@ class EscalationWorkflow:
     # -- messages -----------------------------------------------------------------
     # Each action is a signal (fire-and-forget) and an update (answers the caller).
     # Update validators reject requests that are plainly refused, which costs no
-    # history. Access refusals (wrong role or account) pass validation on purpose,
-    # so the handler can write them to the timeline as an audit trail. Handlers are
-    # synchronous: the state changes before anything can interleave, so of many
-    # concurrent claims exactly one wins.
+    # history. Refusals of who is asking (wrong role, account or owner) pass
+    # validation on purpose, so the handler writes them to the timeline as an audit
+    # trail. Handlers are synchronous: the state changes before anything can
+    # interleave, so of many concurrent claims exactly one wins.
+    #
+    # Each message's model is named in its first line (ClaimRequest for claim, and
+    # so on). Payloads arrive raw and are decoded here, not by the SDK, so that a
+    # malformed one is a one-line refusal: signals take `*payloads` to catch a wrong
+    # number of arguments too, updates a RawValue decoded in validator and handler.
 
     @workflow.signal
     def claim(self, *payloads: object) -> None:
