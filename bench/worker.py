@@ -65,10 +65,11 @@ async def run(args: argparse.Namespace) -> None:
             options_from_env,
         )
 
-        cache_workflow_bytecode()  # as worker.py does
         # worker.py's own settings first (e.g. how it runs workflow code), then
         # whatever the benchmark sets for both sides.
-        workers = build_workers(client, args.task_queue, **{**options_from_env(), **options})
+        options = {**options_from_env(), **options}
+        cache_workflow_bytecode(options)  # as worker.py does
+        workers = build_workers(client, args.task_queue, **options)
     else:
         from bench.minimal import MinimalEscalation
         from bench.minimal_activities import ALL

@@ -839,17 +839,14 @@ class EscalationWorkflow:
         """Decode an update's argument. In the validator a malformed one is rejected
         with a one-line reason before anything is written to history."""
         try:
-            value = workflow.payload_converter().from_payload(payload.payload)
+            try:
+                value = workflow.payload_converter().from_payload(payload.payload)
+            except Exception as error:  # not even JSON (a foreign client's encoding)
+                raise _Malformed(_one_line_error(error)) from None
             return _parse_message(model, value)
         except _Malformed as malformed:
             raise ApplicationError(
                 f"rejected: {action}: malformed payload: {malformed}",
-                type="ActionRefused",
-                non_retryable=True,
-            ) from None
-        except Exception as error:  # not even JSON (a foreign client's encoding)
-            raise ApplicationError(
-                f"rejected: {action}: malformed payload: {_one_line_error(error)}",
                 type="ActionRefused",
                 non_retryable=True,
             ) from None
