@@ -137,6 +137,15 @@ class DevServerProcess:
             process.kill()
             process.wait(timeout=SERVER_STOP_TIMEOUT)
 
+    def kill(self) -> None:
+        """kill -9: the server dies at once, mid-write if it must. A graceful stop can
+        take seconds, during which the server still fires timers."""
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.kill()
+        process.wait(timeout=SERVER_STOP_TIMEOUT)
+
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None

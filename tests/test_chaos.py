@@ -33,10 +33,12 @@ from chaos_support import (
     sent_message_ids,
 )
 from support import actor, eventually, unique_queue
+from temporalio.worker import Replayer
 
-from escalator.models import CaseStatus
+from escalator.models import CaseStatus, workflow_id_for
 from escalator.policy import Policy
 from starter import EscalatorClient
+from workflows.escalation import EscalationWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -203,7 +205,13 @@ async def status_or_none(escalator: EscalatorClient, case_id: str) -> CaseStatus
 
 
 async def wait_for_all(
-    escalator: EscalatorClient, case_ids, condition, *, within: float, what: str
+    escalator: EscalatorClient,
+    case_ids,
+    condition,
+    *,
+    within: float,
+    what: str,
+    every: float = 1.0,
 ) -> dict[str, CaseStatus]:
     """Poll every case's status until `condition` holds for all of them."""
     pending = set(case_ids)
@@ -226,7 +234,7 @@ async def wait_for_all(
                 f"{len(pending)} case(s) not {what} within {within:.0f}s: "
                 f"{ {c: shown.get(c) for c in sorted(pending)} }"
             )
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(every)
     return reached
 
 
@@ -385,7 +393,7 @@ async def test_fifty_cases_survive_repeated_kill_9_of_the_worker(server, chaos, 
 # -- 2. the server is stopped while deadlines pass --------------------------------------
 
 L2_FIRST_RESPONSE = 3
-RESOLUTION = 10
+RESOLUTION = 16
 
 
 async def test_deadlines_that_pass_while_the_server_is_down_fire_after_restart(chaos):
@@ -397,9 +405,10 @@ async def test_deadlines_that_pass_while_the_server_is_down_fire_after_restart(c
     await worker.ready()
     escalator = EscalatorClient(await dev.connect(), queue)
 
-    # L1 deadlines a few seconds out (warning at 75 %, then the breach); one case is
-    # claimed, so its resolution target is the deadline that passes.
-    first_responses = {"restart-a": 8, "restart-b": 9, "restart-c": 10, "restart-claimed": 8}
+    # L1 deadlines some seconds out (warning at 75 %, then the breach); one case is
+    # claimed, so its resolution target is the deadline that passes. The first warning
+    # is 10.5 s out: setting up on a loaded 2-core machine takes seconds.
+    first_responses = {"restart-a": 14, "restart-b": 15, "restart-c": 16, "restart-claimed": 14}
     for case_id, first_response in first_responses.items():
         case_policy = policy(first_response, RESOLUTION, l2_first_response=L2_FIRST_RESPONSE)
         await escalator.start_case(new_case(case_id, case_policy))
@@ -417,8 +426,10 @@ async def test_deadlines_that_pass_while_the_server_is_down_fire_after_restart(c
 
     deadlines = {c: deadline_of(c) for c in first_responses}
     first_warning = min(s.next_deadline.at for s in before.values())
+    # kill -9, and the clock starts once it is gone: a graceful stop takes seconds,
+    # and the server still fires timers while it drains.
+    dev.kill()
     stopped_at = datetime.now(UTC)
-    dev.stop()
     assert stopped_at < first_warning, "the server was stopped too late to mean anything"
     # Down until well past every deadline (and every warning before it).
     back_at = max(deadlines.values()) + timedelta(seconds=4)
@@ -428,30 +439,59 @@ async def test_deadlines_that_pass_while_the_server_is_down_fire_after_restart(c
     await dev.start()  # same SQLite file
     escalator = EscalatorClient(await dev.connect(), queue)
 
+    # Polled hard, as a dashboard would, while the worker catches up. A query that
+    # reaches the worker while a workflow task waits is when workflow.now() lags
+    # (see "deadlines-always-timed" in the workflow); the replay below checks it.
     at_l3 = await wait_for_all(
-        escalator, first_responses, lambda s: s.tier_level == 3, within=90, what="at L3"
+        escalator,
+        first_responses,
+        lambda s: s.tier_level == 3,
+        within=90,
+        what="at L3",
+        every=0.05,
     )
+    await eventually(lambda: all(sink.got(c, "tier_entry", L3) for c in at_l3), within=30)
     figures = {}
     for case_id, status in at_l3.items():
         timeline = status.timeline
         assert transitions(timeline) == ["L1→L2", "L2→L3"], (case_id, timeline)
-        to_l2, to_l3 = events(timeline, "escalated")
+        to_l2, _ = events(timeline, "escalated")
         reason = "resolution" if case_id == "restart-claimed" else "first response"
         assert f"{reason} SLA breached" in to_l2.detail, to_l2
-        # The missed deadline fired after the restart, not before the stop, and once.
-        assert to_l2.at >= restarted_at > deadlines[case_id], (case_id, to_l2.at)
         [warning_l1, _] = events(timeline, "sla_warning")
-        assert warning_l1.at >= restarted_at, warning_l1
+        # Nothing is dated before it fell due. (Dates can be the due time rather than
+        # the restart: see "deadlines-always-timed" in the workflow.)
+        assert to_l2.at >= deadlines[case_id], (case_id, to_l2)
+        assert warning_l1.at >= before[case_id].next_deadline.at, (case_id, warning_l1)
+        # The mailbox is the ground truth for when things happened: the warning and
+        # the escalation went out after the restart, and once.
+        mail = {
+            (m["X-Escalator-Purpose"], m["X-Envelope-To"]): received_at(m)
+            for m in sink.for_case(case_id)
+        }
+        warned, to_l2_mail, to_l3_mail = (
+            mail[("warning", L1)],
+            mail[("tier_entry", L2)],
+            mail[("tier_entry", L3)],
+        )
+        assert restarted_at < warned <= to_l2_mail, (case_id, mail)
         # After the restart, L2's own deadline is kept on time (3 s from entering L2).
-        late_by = (to_l3.at - to_l2.at).total_seconds() - L2_FIRST_RESPONSE
-        assert -0.01 <= late_by < 5, (case_id, late_by)
+        late_by = (to_l3_mail - to_l2_mail).total_seconds() - L2_FIRST_RESPONSE
+        assert -0.5 <= late_by < 5, (case_id, late_by)
         figures[case_id] = {
             "deadline_missed_by_downtime_s": round(
                 (restarted_at - deadlines[case_id]).total_seconds(), 1
             ),
-            "escalated_after_restart_s": round((to_l2.at - restarted_at).total_seconds(), 2),
+            "escalated_after_restart_s": round((to_l2_mail - restarted_at).total_seconds(), 2),
             "next_escalation_late_by_s": round(late_by, 2),
         }
+    # The worker was queried all along while it caught up (wait_for_all): each
+    # history must still replay with the code that wrote it.
+    client = await dev.connect()
+    replayer = Replayer(workflows=[EscalationWorkflow], data_converter=client.data_converter)
+    for case_id in first_responses:
+        history = await client.get_workflow_handle(workflow_id_for(case_id)).fetch_history()
+        await replayer.replay_workflow(history)  # raises on non-determinism
 
     await resolve_all(escalator, first_responses)
     outcomes = await outcomes_one_by_one(escalator, first_responses)

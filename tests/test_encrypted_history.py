@@ -28,6 +28,7 @@ from starter import EscalatorClient
 from workflows.escalation import (
     PATCH_AI_TASK_QUEUE,
     PATCH_ASSESSMENT_NOT_CANCELLED,
+    PATCH_DEADLINES_ALWAYS_TIMED,
     PATCH_SEVERITY_RAISE_ONLY,
     EscalationWorkflow,
 )
@@ -69,7 +70,12 @@ def stored_bytes(history) -> bytes:
     return History(events=history.events).SerializeToString()
 
 
-PATCH_IDS = {PATCH_AI_TASK_QUEUE, PATCH_ASSESSMENT_NOT_CANCELLED, PATCH_SEVERITY_RAISE_ONLY}
+PATCH_IDS = {
+    PATCH_AI_TASK_QUEUE,
+    PATCH_ASSESSMENT_NOT_CANCELLED,
+    PATCH_DEADLINES_ALWAYS_TIMED,
+    PATCH_SEVERITY_RAISE_ONLY,
+}
 
 
 def payloads_in(message: Message, path: str = ""):

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RawValue, RetryPolicy
@@ -104,6 +104,7 @@ DRAFT_GIVE_UP_AFTER = timedelta(minutes=2)
 PATCH_SEVERITY_RAISE_ONLY = "severity-raise-only"  # lowering never promotes a case
 PATCH_AI_TASK_QUEUE = "ai-task-queue"  # model calls on <task queue>-ai
 PATCH_ASSESSMENT_NOT_CANCELLED = "assessment-not-cancelled"  # superseded ones are dropped
+PATCH_DEADLINES_ALWAYS_TIMED = "deadlines-always-timed"  # a due deadline waits on a timer too
 
 DESCRIPTION_EXCERPT_CHARS = 2000
 # What a case carries into a new run: its state in full, the recent timeline and
@@ -112,6 +113,9 @@ TIMELINE_CARRIED = 200
 NOTES_CARRIED = 50
 _UNSET = object()
 _ZERO = timedelta(0)
+# A deadline already due still goes through a timer this short (see
+# _wait_for_next_deadline_or_change for why).
+_DUE_NOW_TIMER = timedelta(milliseconds=1)
 
 
 class _Refused(Exception):
@@ -136,9 +140,10 @@ class EscalationWorkflow:
         self._assessment_task: asyncio.Task | None = None  # the newest one
         self._assessment_generation = 0  # bumped when the running one is superseded
         self._reopen_until = None
+        self._clock_floor: datetime | None = None  # see _now
         carried = case.carried
         if carried is None:
-            now = workflow.now()
+            now = self._now()
             self._created_at = now
             self._severity = case.severity
             self._tier: Tier = routing.initial_tier(self._policy, case.severity)
@@ -209,7 +214,15 @@ class EscalationWorkflow:
         if deadline is None:
             await workflow.wait_condition(woken)
             return
-        remaining = deadline.at - workflow.now()
+        remaining = deadline.at - self._now()
+        # Whether a deadline is already due must not decide which commands we send.
+        # workflow.now() can lag: a query that reaches the worker while a workflow
+        # task waits (say, after a server restart) makes the SDK apply the new
+        # events, a fired timer among them, with the previous task's time; a replay
+        # later sees the true time. So a due deadline waits on a 1 ms timer, and
+        # both runs send the same timer, only its duration differs (allowed).
+        if workflow.patched(PATCH_DEADLINES_ALWAYS_TIMED):
+            remaining = max(remaining, _DUE_NOW_TIMER)
         if remaining > _ZERO:
             try:
                 await workflow.wait_condition(
@@ -218,6 +231,8 @@ class EscalationWorkflow:
                 return  # the case changed; the caller loops and recomputes
             except TimeoutError:
                 pass
+        # The deadline's time has come, whatever workflow.now() says.
+        self._clock_floor = max(self._clock_floor or deadline.at, deadline.at)
         self._on_deadline(deadline, target)
 
     def _on_deadline(self, deadline: Deadline, target: sla.Target | None) -> None:
@@ -262,7 +277,7 @@ class EscalationWorkflow:
             Escalation(
                 from_level=source.level,
                 to_level=receiver.level,
-                at=workflow.now(),
+                at=self._now(),
                 by=by,
                 automatic=automatic,
                 note=note,
@@ -292,7 +307,7 @@ class EscalationWorkflow:
         self._tier = tier
         self._state, self._assignee = "open", None
         self._consumed = self._response_base = self._activity_base = _ZERO
-        self._running_since = None if self._hold is not None else workflow.now()
+        self._running_since = None if self._hold is not None else self._now()
         self._fired = set()
         self._changes += 1
 
@@ -305,7 +320,7 @@ class EscalationWorkflow:
         try:
             await workflow.wait_condition(
                 lambda: self._state != "resolved",
-                timeout=self._reopen_until - workflow.now(),
+                timeout=self._reopen_until - self._now(),
                 timeout_summary="reopen window",
             )
         except TimeoutError:
@@ -620,7 +635,7 @@ class EscalationWorkflow:
         deadline, _ = self._next_deadline()
         hold_total = self._hold_total
         if self._hold is not None:
-            hold_total += workflow.now() - self._hold.since
+            hold_total += self._now() - self._hold.since
         return CaseStatus(
             case_id=self._case.case_id,
             title=self._case.title,
@@ -662,7 +677,7 @@ class EscalationWorkflow:
         self._state = "claimed"
         self._assignee = request.actor.user
         if self._first_claim_at is None:
-            self._first_claim_at = workflow.now()
+            self._first_claim_at = self._now()
         self._activity_base = self._consumed_now()
         self._changes += 1
         self._record("claimed", f"claimed at {self._tier.label}", actor=request.actor.user)
@@ -675,7 +690,7 @@ class EscalationWorkflow:
         self._state = "resolved"
         self._resolved_by = request.actor.user
         self._resolution_summary = request.summary
-        self._resolved_at = workflow.now()
+        self._resolved_at = self._now()
         self._changes += 1
         summary = f": {request.summary}" if request.summary else ""
         self._record("resolved", f"resolved at {self._tier.label}{summary}", request.actor.user)
@@ -691,9 +706,7 @@ class EscalationWorkflow:
 
     def _add_note(self, request: AddNoteRequest) -> str:
         self._refuse_if(rules.note_refusal(request.actor, self._facts()))
-        self._notes.append(
-            CaseNote(at=workflow.now(), author=request.actor.user, text=request.text)
-        )
+        self._notes.append(CaseNote(at=self._now(), author=request.actor.user, text=request.text))
         self._notes_total += 1
         self._record("note", _shorten(request.text, 200), actor=request.actor.user)
         if request.actor.role == "customer" and self._hold is not None:
@@ -706,7 +719,7 @@ class EscalationWorkflow:
         self._consumed = self._consumed_now()
         self._running_since = None
         self._hold = HoldState(
-            since=workflow.now(), reason=request.reason, by=request.actor.user, until=request.until
+            since=self._now(), reason=request.reason, by=request.actor.user, until=request.until
         )
         self._changes += 1
         until = f" until {request.until:%Y-%m-%d %H:%M} UTC" if request.until else ""
@@ -720,10 +733,10 @@ class EscalationWorkflow:
 
     def _resume(self, *, by: str, why: str) -> None:
         assert self._hold is not None
-        held = workflow.now() - self._hold.since
+        held = self._now() - self._hold.since
         self._hold_total += held
         self._hold = None
-        self._running_since = workflow.now()
+        self._running_since = self._now()
         self._changes += 1
         self._record("resumed", f"{why} after {_hours(held)} on hold", actor=by)
 
@@ -787,7 +800,7 @@ class EscalationWorkflow:
             final_tier=routing.is_final(self._policy, self._tier.level),
             lowest_tier=self._tier.level == self._policy.tiers[0].level,
             on_hold=self._hold is not None,
-            reopenable=self._reopen_until is not None and workflow.now() < self._reopen_until,
+            reopenable=self._reopen_until is not None and self._now() < self._reopen_until,
         )
 
     def _bounce_refusal(self, receiver: Tier | None) -> str | None:
@@ -957,7 +970,7 @@ class EscalationWorkflow:
             notes=tuple(self._notes),
             deadline=self._breach_deadline(),
             assessment=self._assessment,
-            occurred_at=workflow.now(),
+            occurred_at=self._now(),
             **fields,
         )
 
@@ -996,7 +1009,7 @@ class EscalationWorkflow:
     def _consumed_now(self) -> timedelta:
         if self._running_since is None:
             return self._consumed
-        running = business_time_between(self._running_since, workflow.now(), self._calendar())
+        running = business_time_between(self._running_since, self._now(), self._calendar())
         return self._consumed + running
 
     def _position(self) -> sla.Position:
@@ -1169,10 +1182,19 @@ class EscalationWorkflow:
     def _escalation_count(self) -> int:
         return sum(1 for e in self._escalations if e.to_level > e.from_level)
 
+    def _now(self) -> datetime:
+        """workflow.now(), but never before a deadline whose timer has fired.
+
+        In the lagging case described in _wait_for_next_deadline_or_change, this
+        dates what the deadline does no earlier than the deadline itself, and arms
+        the next timer from there rather than from an older time.
+        """
+        now = workflow.now()
+        floor = self._clock_floor
+        return now if floor is None or now >= floor else floor
+
     def _record(self, kind: str, detail: str, actor: str | None = None) -> None:
-        self._timeline.append(
-            TimelineEvent(at=workflow.now(), kind=kind, detail=detail, actor=actor)
-        )
+        self._timeline.append(TimelineEvent(at=self._now(), kind=kind, detail=detail, actor=actor))
         self._timeline_total += 1
         # Every change is recorded here, so this keeps the Web UI's briefing current.
         workflow.set_current_details(briefing.render_briefing(self.status()))
