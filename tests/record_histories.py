@@ -193,6 +193,62 @@ async def notes_and_refusals(desk: Desk, case_id: str) -> None:
     await e.resolve(case_id, actor("alice"), "printer driver updated")
 
 
+def policy_with_tiers(name: str, tier_changes: dict[int, dict], **changes) -> Policy:
+    """A policy file of this repo with some tiers' fields changed (by level)."""
+    data = policy(name).model_dump(mode="json")
+    for level, fields in tier_changes.items():
+        next(t for t in data["tiers"] if t["level"] == level).update(fields)
+    return Policy.model_validate({**data, **changes})
+
+
+async def stale_claim_webhook_and_final_tier_repeats(desk: Desk, case_id: str) -> None:
+    """L1 (with a webhook) claims and goes quiet: reminded at 2h, released at 4h,
+    then breaches first response; L2 breaches too; unclaimed at L3, the final tier
+    is re-notified twice; L3 claims and resolves."""
+    e = desk.escalator
+    tiers = {
+        1: {"stale_after": "2h", "webhook": "https://hooks.example/l1"},
+        3: {"repeat_every": "30m", "max_repeats": 2},
+    }
+    await e.start_case(
+        {
+            "case_id": case_id,
+            "title": "Mailbox quota",
+            "policy": policy_with_tiers("default", tiers),
+        }
+    )
+    await e.claim(case_id, actor("alice"))
+    await desk.pause(5 * HOUR)  # reminder at 2h, release at 4h
+    await desk.pause(5 * HOUR)  # L1 first response again (4h from the release): L2
+    await desk.pause(6 * HOUR)  # L2 (2h): L3, whose first response (1h) then repeats
+    await e.claim(case_id, actor("carol"))
+    await desk.pause()
+    await e.resolve(case_id, actor("carol"), "raised the quota")
+
+
+async def business_hours_then_continue_as_new(desk: Desk, case_id: str) -> None:
+    """Office hours in Berlin count the SLA; a flood of notes makes the case
+    continue as new. The recorded history is the first run, which ends there."""
+    e = desk.escalator
+    office = {
+        "timezone": "Europe/Berlin",
+        "hours": {day: ["09:00-17:00"] for day in ("mon", "tue", "wed", "thu", "fri")},
+    }
+    await e.start_case(
+        {
+            "case_id": case_id,
+            "title": "Chatty VPN case",
+            "policy": policy("default", calendar=office),
+            "continue_as_new_after": 150,
+        }
+    )
+    await e.claim(case_id, actor("alice"))
+    for n in range(40):
+        await e.add_note(case_id, actor("alice"), f"note {n}", wait=n % 4 == 0)
+    await desk.pause()
+    await e.resolve(case_id, actor("alice"), "rebuilt the profile")
+
+
 Scenario = Callable[[Desk, str], Awaitable[None]]
 SCENARIOS: dict[str, Scenario] = {
     scenario.__name__: scenario
@@ -203,8 +259,16 @@ SCENARIOS: dict[str, Scenario] = {
         resolve_and_reopen,
         ai_stage,
         notes_and_refusals,
+        stale_claim_webhook_and_final_tier_repeats,
+        business_hours_then_continue_as_new,
     )
 }
+# How a recorded history may end: a case that continued as new is recorded up to
+# there (its first run), so that the continue-as-new command itself is replayed.
+LAST_EVENTS = (
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_EXECUTION_CONTINUED_AS_NEW,
+)
 
 
 def case_id_for(scenario: str) -> str:
@@ -269,8 +333,13 @@ async def record(names: list[str]) -> dict[str, WorkflowHistory]:
                 case_id = case_id_for(name)
                 await SCENARIOS[name](desk, case_id)
                 handle = env.client.get_workflow_handle(workflow_id_for(case_id))
-                await handle.result()
-                histories[name] = await handle.fetch_history()
+                await handle.result()  # follows the case into any later run
+                latest = await handle.fetch_history()
+                started = latest.events[0].workflow_execution_started_event_attributes
+                first_run = env.client.get_workflow_handle(
+                    workflow_id_for(case_id), run_id=started.first_execution_run_id
+                )
+                histories[name] = await first_run.fetch_history()
     finally:
         await env.shutdown()
     return histories
@@ -281,7 +350,7 @@ async def check(histories: dict[str, WorkflowHistory]) -> None:
     replayer = Replayer(workflows=[EscalationWorkflow], data_converter=CONVERTER)
     for name, history in histories.items():
         last = history.events[-1].event_type
-        if last != EventType.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED:
+        if last not in LAST_EVENTS:
             raise SystemExit(f"{name}: the case did not complete ({EventType.Name(last)})")
         await replayer.replay_workflow(history)
 
