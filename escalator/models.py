@@ -274,6 +274,24 @@ class CaseStatus(_Model):
     reopen_until: datetime | None = None
     notes_total: int = 0
     timeline_total: int = 0
+    as_of: datetime | None = Field(
+        default=None,
+        description="The case's own time this status describes (its last workflow "
+        "task); a query cannot read the clock. EscalatorClient.status counts a hold "
+        "still running on from here to the moment of reading.",
+    )
+
+
+def with_running_hold(status: CaseStatus, now: datetime) -> CaseStatus:
+    """`status` with a hold that is still running counted up to `now`.
+
+    A query answers from the workflow's last task, so on its own it stops the hold
+    clock there; the hold goes on until someone resumes the case.
+    """
+    if status.hold is None or status.as_of is None or now <= status.as_of:
+        return status
+    running_on = (now - status.as_of).total_seconds()
+    return status.model_copy(update={"total_hold_seconds": status.total_hold_seconds + running_on})
 
 
 class CaseOutcome(_Model):

@@ -11,6 +11,7 @@ failure is one of the one-line errors below.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -48,6 +49,7 @@ from escalator.models import (
     SetSeverityRequest,
     case_id_is_valid,
     case_input_problem,
+    with_running_hold,
     workflow_id_for,
 )
 from escalator.rules import escalation_note_problem
@@ -298,11 +300,12 @@ class EscalatorClient:
 
     async def status(self, case_id: str) -> CaseStatus:
         try:
-            return await self._handle(case_id).query(
+            status = await self._handle(case_id).query(
                 EscalationWorkflow.status, result_type=CaseStatus
             )
         except RPCError as error:
             raise await self._explain(case_id, error) from None
+        return with_running_hold(status, datetime.now(UTC))
 
     async def outcome(self, case_id: str) -> CaseOutcome:
         """Wait for the case to be resolved and return its outcome."""

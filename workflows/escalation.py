@@ -657,6 +657,7 @@ class EscalationWorkflow:
             assessment=self._assessment,
             hold=self._hold,
             total_hold_seconds=hold_total.total_seconds(),
+            as_of=self._now(),
             needs_review=self._needs_review,
             reopened=self._reopened,
             reopen_until=self._reopen_until,
