@@ -3,6 +3,11 @@
 Exit codes: 0 success; 1 the case refused the action (e.g. already claimed);
 2 usage or validation error, or unknown case; 3 Temporal could not be reached.
 Every error is one line on stderr, never a traceback.
+
+Case text is untrusted, so everything printed is terminal-safe
+(escalator.terminal_text): control and format characters in a title, a note, a
+name or an error that echoes input are shown as visible escapes like `\\x1b`.
+`--json` output is still the same JSON, with such characters as `\\u` escapes.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 from escalator.errors import EscalatorError, InvalidInput
 from escalator.settings import DEFAULT_TASK_QUEUE, TemporalSettings
+from escalator.terminal_text import json_terminal_safe, terminal_safe
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_POLICY = "policies/default.yaml"
@@ -49,7 +55,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse, but usage errors are one line that points at --help."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.exit(EXIT_INVALID, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+        line = terminal_safe(f"{self.prog}: {message} (see `{self.prog} --help`)")
+        self.exit(EXIT_INVALID, line + "\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -258,8 +265,8 @@ async def _run(args: argparse.Namespace) -> int:
         case = _case_from_args(args)  # validated (and its size checked) before connecting
         escalator = await _connect(args)
         workflow_id = await escalator.start_case(case)
-        print(f"started case {case.case_id} ({workflow_id})")
-        print(f"  {_ui_link(args, workflow_id)}")
+        _say(f"started case {case.case_id} ({workflow_id})")
+        _say(f"  {_ui_link(args, workflow_id)}")
         return EXIT_OK
     if args.command in {
         "claim",
@@ -280,7 +287,7 @@ async def _run(args: argparse.Namespace) -> int:
         check_case_id(args.case_id)  # before connecting
         escalator = await _connect(args)
         status = await escalator.status(args.case_id)
-        print(status.model_dump_json(indent=2) if args.json else render_status(status))
+        print(_json(status.model_dump_json(indent=2)) if args.json else render_status(status))
         return EXIT_OK
     if args.command in {"list", "queue"}:
         return await _list(args)
@@ -294,10 +301,12 @@ async def _run(args: argparse.Namespace) -> int:
         escalator = await _connect(args)
         draft = await escalator.draft(args.case_id, request.actor, request.audience)
         if args.json:
-            print(draft.model_dump_json(indent=2))
+            print(_json(draft.model_dump_json(indent=2)))
         else:
             label = "offline template" if draft.source == "offline" else draft.model
-            print(f"# {draft.audience} for case {args.case_id} ({label})\n\n{draft.text}")
+            _say(f"# {draft.audience} for case {args.case_id} ({label})")
+            print()
+            print(terminal_safe(draft.text, multiline=True))  # the draft's own lines
         return EXIT_OK
     raise InvalidInput(f"unknown command {args.command}")
 
@@ -393,10 +402,10 @@ async def _act(args: argparse.Namespace) -> int:
     else:
         answer = await escalator.escalate(case_id, actor, request.note, wait=wait)
     if answer is None:
-        print(f"case {case_id}: {args.command} sent (signal; see `escalator status`)")
+        _say(f"case {case_id}: {args.command} sent (signal; see `escalator status`)")
     else:
         who = f", assignee {answer.assignee}" if answer.assignee else ""
-        print(f"case {case_id}: {answer.message} (L{answer.tier_level}, {answer.state}{who})")
+        _say(f"case {case_id}: {answer.message} (L{answer.tier_level}, {answer.state}{who})")
     return EXIT_OK
 
 
@@ -420,7 +429,7 @@ async def _list(args: argparse.Namespace) -> int:
         # SQLite visibility cannot ORDER BY custom attributes, so sort here; ISO
         # timestamps in UTC sort correctly as text. Cases with no deadline go last.
         rows.sort(key=lambda row: (row["next_deadline"] is None, row["next_deadline"] or ""))
-    print(json.dumps(rows, indent=2, default=str) if args.json else render_rows(rows))
+    print(_json(json.dumps(rows, indent=2, default=str)) if args.json else render_rows(rows))
     return EXIT_OK
 
 
@@ -531,6 +540,19 @@ def _ui_link(args: argparse.Namespace, workflow_id: str) -> str:
     return f"{base}/namespaces/{_settings(args).namespace}/workflows/{workflow_id}"
 
 
+# -- output -----------------------------------------------------------------------
+
+
+def _say(line: str, *, file=None) -> None:
+    """Print one line that may hold case text or echo input: newlines show as `\\n`."""
+    print(terminal_safe(line), file=file or sys.stdout)
+
+
+def _json(text: str) -> str:
+    """`--json` output: the same JSON, with control and format characters `\\u`-escaped."""
+    return json_terminal_safe(text)
+
+
 # -- entry point ------------------------------------------------------------------
 
 
@@ -542,7 +564,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except EscalatorError as error:
-        print(f"escalator: {error}", file=sys.stderr)
+        _say(f"escalator: {error}", file=sys.stderr)
         return _exit_code(error)
 
 

@@ -1,4 +1,11 @@
-"""How the CLI shows cases to people."""
+"""How the CLI shows cases to people.
+
+Case text is untrusted: every render function here returns terminal-safe text
+(escalator.terminal_text), so a title or note cannot move the cursor, clear the
+screen or forge a line. Each rendered line is made safe as a whole, so a field
+added later is covered too; fields in aligned columns are made safe before they
+are padded, so the columns stay aligned.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,7 @@ from temporalio.client import WorkflowExecution
 from escalator import search_attributes as search
 from escalator.durations import format_duration
 from escalator.models import CaseStatus
+from escalator.terminal_text import terminal_safe
 
 
 def _when(moment: datetime, now: datetime | None = None) -> str:
@@ -52,8 +60,14 @@ def render_status(status: CaseStatus, now: datetime | None = None) -> str:
     lines.append("  timeline")
     for event in status.timeline:
         who = f" [{event.actor}]" if event.actor else ""
-        lines.append(f"    {event.at:%m-%d %H:%M:%S}  {event.kind:<19}{event.detail}{who}")
-    return "\n".join(lines)
+        kind = terminal_safe(event.kind)
+        lines.append(f"    {event.at:%m-%d %H:%M:%S}  {kind:<19}{event.detail}{who}")
+    return _safe_lines(lines)
+
+
+def _safe_lines(lines: list[str]) -> str:
+    """One rendered line per item, joined: a newline inside an item is shown as `\\n`."""
+    return "\n".join(terminal_safe(line) for line in lines)
 
 
 def case_row(execution: WorkflowExecution) -> dict:
@@ -80,9 +94,13 @@ def render_rows(rows: list[dict]) -> str:
     header = f"{'CASE':<16} {'SEV':<4} {'STATUS':<9} {'TIER':<26} {'ASSIGNEE':<14} NEXT DEADLINE"
     lines = [header]
     for row in rows:
-        tier = f"L{row['tier']} {row['tier_name'] or ''}" if row["tier"] else "-"
+        cell = {
+            key: terminal_safe(str(value)) if value is not None else ""
+            for key, value in row.items()
+        }
+        tier = f"L{cell['tier']} {cell['tier_name']}" if row["tier"] else "-"
         lines.append(
-            f"{row['case_id']:<16} {row['severity'] or '-':<4} {row['status'] or '-':<9} "
-            f"{tier[:26]:<26} {(row['assignee'] or '-')[:14]:<14} {row['next_deadline'] or '-'}"
+            f"{cell['case_id']:<16} {cell['severity'] or '-':<4} {cell['status'] or '-':<9} "
+            f"{tier[:26]:<26} {(cell['assignee'] or '-')[:14]:<14} {cell['next_deadline'] or '-'}"
         )
-    return "\n".join(lines)
+    return _safe_lines(lines)

@@ -2,6 +2,9 @@
 
 `escalator up` runs it so a newcomer sees real notifications with no mail server.
 Each message is written to `<mail_dir>/<time>-<n>.eml` and announced in one line.
+The line shows the envelope recipients and the Subject, which whoever sends the mail
+controls, so both are made terminal-safe (escalator.terminal_text): a hostile
+subject cannot clear the screen, rewrite the line or add lines of its own.
 """
 
 from __future__ import annotations
@@ -9,16 +12,29 @@ from __future__ import annotations
 import email
 import email.policy
 import itertools
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
+from escalator.terminal_text import terminal_safe
+
+# Spaces and tabs are folding white space in a header; a run of them reads as one space.
+_FOLDING_SPACE = re.compile(r"[ \t]+")
+
 
 def _one_line(text: str | None, limit: int = 120) -> str:
-    flat = " ".join((text or "").split())
+    """`text` as one terminal-safe line of at most `limit` characters."""
+    flat = terminal_safe(_FOLDING_SPACE.sub(" ", text or "").strip(" "))
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def announcement(recipients: list[str], subject: str | None, file_name: str) -> str:
+    """The line `escalator up` prints for a caught mail."""
+    to = ", ".join(_one_line(recipient, 80) for recipient in recipients)
+    return terminal_safe(f"mail  → {to}: {_one_line(subject)}  [{file_name}]")
 
 
 class _FilingHandler:
@@ -32,8 +48,7 @@ class _FilingHandler:
         path = self._mail_dir / f"{stamp}-{next(self._counter):04d}.eml"
         path.write_bytes(envelope.content)
         message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        recipients = ", ".join(envelope.rcpt_tos)
-        self._announce(f"mail  → {recipients}: {_one_line(message['Subject'])}  [{path.name}]")
+        self._announce(announcement(envelope.rcpt_tos, message["Subject"], path.name))
         return "250 Message accepted"
 
 

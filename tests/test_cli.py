@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,56 @@ def test_hold_resume_and_severity_from_the_cli(stack):
     assert "re-routed to L2 Specialist Support" in raised.stdout
     bad = stack.cli("severity", "cli-hold", "--user", "alice", "P9")
     assert bad.returncode == 2 and "not one of P0" in bad.stderr
+
+
+# Escape sequences (window title, clear screen, colour), C1 CSI, CR, backspace, DEL,
+# a bidi override and a newline that tries to forge a status line. (No NUL: a
+# process argument cannot hold one.)
+HOSTILE_TITLE = (
+    "\x1b]0;pwned\x07\x1b[2J\x1b[31mfake\r\x9b2K\x08\x7f\u202eevil\n  state       resolved"
+)
+
+
+def assert_terminal_safe(output: str) -> None:
+    bad = [c for c in output if unicodedata.category(c) in ("Cc", "Cf") and c != "\n"]
+    assert not bad, bad
+
+
+def test_hostile_case_text_cannot_act_on_the_terminal(stack):
+    started = start(stack, "cli-hostile", "--title", HOSTILE_TITLE, "--severity", "P3")
+    assert started.returncode == 0, started.stderr
+    assert_terminal_safe(started.stdout)
+    user = "eve\x1b[31m\u202e"
+    noted = stack.cli("note", "cli-hostile", "--user", user, "--text", "logs\r\x1b[2Kok\nforged")
+    assert noted.returncode == 0, noted.stderr
+    assert_terminal_safe(noted.stdout)
+    claimed = stack.cli("claim", "cli-hostile", "--user", user)
+    assert claimed.returncode == 0, claimed.stderr
+    assert_terminal_safe(claimed.stdout)
+    assert "assignee eve\\x1b[31m\\u202e)" in claimed.stdout
+    refused = stack.cli("claim", "cli-hostile", "--user", "bob")
+    assert refused.returncode == 1
+    assert_terminal_safe(refused.stderr)
+    assert refused.stderr.count("\n") == 1 and "eve\\x1b[31m\\u202e" in refused.stderr
+
+    status = stack.cli("status", "cli-hostile")
+    assert status.returncode == 0, status.stderr
+    assert_terminal_safe(status.stdout)
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith("Case cli-hostile · P3 · \\x1b]0;pwned\\x07\\x1b[2J\\x1b[31mfake\\r")
+    assert [line for line in lines if line.startswith("  state")] == ["  state       claimed"]
+    assert "logs\\r\\x1b[2Kok\\nforged [eve\\x1b[31m\\u202e]" in status.stdout
+
+    as_json = stack.cli("status", "cli-hostile", "--json")
+    assert as_json.returncode == 0, as_json.stderr
+    assert_terminal_safe(as_json.stdout)
+    assert json.loads(as_json.stdout)["title"] == HOSTILE_TITLE  # the same data, escaped
+
+    listed = stack.cli("list", "--assignee", user)
+    assert listed.returncode == 0, listed.stderr
+    assert_terminal_safe(listed.stdout)
+    assert " eve\\x1b[31m\\u2 " in listed.stdout  # cut to the 14-character column
+    for args in (["list"], ["queue"], ["list", "--json"], ["queue", "--json"]):
+        result = stack.cli(*args)
+        assert result.returncode == 0, result.stderr
+        assert_terminal_safe(result.stdout)
