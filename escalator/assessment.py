@@ -133,6 +133,9 @@ class AssessmentRequest(_Frozen):
     # so both assessors can suggest what this tier typically does.
     tier_capabilities: tuple[str, ...] = ()
     purpose: Literal["escalation", "ai_stage"] = "escalation"
+    # Set by `trimmed_for_prompt`: what the case has beyond what is sent here.
+    notes_omitted: int = 0
+    escalations_omitted: int = 0
 
 
 class DraftRequest(_Frozen):
@@ -415,6 +418,56 @@ _AUDIENCE = {
 }
 
 
+# The least a note can add to the prompt besides its text (its JSON keys and time).
+_NOTE_OVERHEAD_CHARS = 40
+
+
+def trimmed_for_prompt(
+    request: AssessmentRequest, *, token_budget: int = TOKEN_BUDGET
+) -> AssessmentRequest:
+    """`request` cut down to what `build_messages` can send, and no more.
+
+    The workflow sends this as the activity's input, so the input stays small
+    however many notes a case holds: the newest notes whose least cost fits the
+    budget (each clipped one character past its prompt cap, so the prompt still
+    says it was shortened), and the escalations the prompt shows. What is cut is
+    counted, so the prompt still says how many older ones were omitted.
+    """
+    budget_chars = token_budget * 4
+    kept: list[CaseNote] = []
+    used = 0
+    for note in reversed(request.notes):
+        used += min(len(note.text), _NOTE_CHARS) + _NOTE_OVERHEAD_CHARS
+        if used > budget_chars:
+            break
+        if len(note.text) > _NOTE_CHARS + 1:
+            note = note.model_copy(update={"text": note.text[: _NOTE_CHARS + 1]})
+        kept.append(note)
+    escalations = tuple(_listed_items_cut(e) for e in request.escalations[-_ESCALATIONS_SENT:])
+    return request.model_copy(
+        update={
+            "notes": tuple(reversed(kept)),
+            "notes_omitted": request.notes_omitted + len(request.notes) - len(kept),
+            "escalations": escalations,
+            "escalations_omitted": request.escalations_omitted
+            + len(request.escalations)
+            - len(escalations),
+        }
+    )
+
+
+def _listed_items_cut(escalation: Escalation) -> Escalation:
+    """Steps and symptoms cut one past what the prompt lists (so it still says so)."""
+    note = escalation.note
+    cut = _LIST_ITEMS + 1
+    if len(note.steps_taken) <= cut and len(note.symptoms) <= cut:
+        return escalation
+    note = note.model_copy(
+        update={"steps_taken": note.steps_taken[:cut], "symptoms": note.symptoms[:cut]}
+    )
+    return escalation.model_copy(update={"note": note})
+
+
 def estimate_tokens(text: str) -> int:
     """A cheap, deliberately rough estimate: one token per 4 characters, rounded up."""
     return math.ceil(len(text) / 4)
@@ -499,8 +552,9 @@ def _request_tokens(system: str, messages: list[dict[str, Any]]) -> int:
 def _case_messages(
     request: AssessmentRequest, *, notes_kept: int, description_chars: int, field_cap: int
 ) -> tuple[list[dict[str, Any]], bool]:
-    omitted_notes = len(request.notes) - notes_kept
-    notes = request.notes[omitted_notes:]
+    dropped_notes = len(request.notes) - notes_kept
+    notes = request.notes[dropped_notes:]
+    omitted_notes = dropped_notes + request.notes_omitted
     escalations = request.escalations[-_ESCALATIONS_SENT:]
 
     record: dict[str, Any] = {
@@ -530,8 +584,9 @@ def _case_messages(
         notices.append("the extra case data was shortened")
 
     record["escalations"] = [_escalation_record(e, field_cap) for e in escalations]
-    if len(request.escalations) > len(escalations):
-        record["older_escalations_omitted"] = len(request.escalations) - len(escalations)
+    omitted_escalations = len(request.escalations) - len(escalations) + request.escalations_omitted
+    if omitted_escalations:
+        record["older_escalations_omitted"] = omitted_escalations
         notices.append(f"{record['older_escalations_omitted']} older escalations were omitted")
     if record["escalations"] != [_escalation_record(e, None) for e in escalations]:
         notices.append("long escalation note fields were shortened")

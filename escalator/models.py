@@ -13,6 +13,18 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic_core import to_json
 
+# Every bound on case text and lists lives in escalator/limits.py (README, "Limits").
+from escalator.limits import (
+    MAX_CASE_INPUT_BYTES,
+    MAX_DATA_BYTES,
+    MAX_DESCRIPTION_BYTES,
+    MAX_NOTE_BYTES,
+    MAX_NOTE_ITEM_CHARS,
+    MAX_NOTE_ITEMS,
+    MAX_REASON_CHARS,
+    MAX_SUMMARY_CHARS,
+    MAX_TITLE_CHARS,
+)
 from escalator.policy import EmailAddress, Policy, Severity, WholeNumber
 
 if TYPE_CHECKING:
@@ -21,15 +33,6 @@ if TYPE_CHECKING:
 # Case ids become workflow ids (`case-<id>`) and appear in URLs and mail headers.
 CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-# Temporal refuses payloads over 2 MiB; every case text is bounded well below it.
-MAX_DESCRIPTION_BYTES = 64 * 1024
-MAX_NOTE_BYTES = 16 * 1024
-# `data` (free-form, as JSON) and the whole case input (as JSON) are bounded where a
-# case is started (EscalatorClient.start_case, the CLI), not in CaseInput itself, so a
-# case that was started before the bound still decodes when its history is replayed.
-MAX_DATA_BYTES = 16 * 1024
-MAX_CASE_INPUT_BYTES = 256 * 1024
 
 Role = Literal["viewer", "engineer", "admin", "owner", "customer"]
 CaseState = Literal["open", "claimed", "resolved"]
@@ -49,7 +52,8 @@ def _bounded_utf8(limit: int):
 
 Description = Annotated[str, _bounded_utf8(MAX_DESCRIPTION_BYTES)]
 NoteText = Annotated[str, Field(min_length=1), _bounded_utf8(MAX_NOTE_BYTES)]
-ShortText = Annotated[str, Field(min_length=1, max_length=500)]
+ShortText = Annotated[str, Field(min_length=1, max_length=MAX_NOTE_ITEM_CHARS)]
+Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS)]
 
 
 class _Model(BaseModel):
@@ -61,7 +65,7 @@ def workflow_id_for(case_id: str) -> str:
 
 
 def case_id_is_valid(case_id: str) -> bool:
-    return re.match(CASE_ID_PATTERN, case_id) is not None
+    return re.fullmatch(CASE_ID_PATTERN, case_id) is not None
 
 
 # -- case input ----------------------------------------------------------------
@@ -79,7 +83,7 @@ class CaseInput(_Model):
     """
 
     case_id: str = Field(pattern=CASE_ID_PATTERN)
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=MAX_TITLE_CHARS)
     description: Description = ""
     severity: Severity = "P3"
     customer: Customer | None = None
@@ -129,11 +133,11 @@ class Actor(_Model):
 class EscalationNote(_Model):
     """What the next tier needs so it never asks the customer again."""
 
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_REASON_CHARS)
     steps_taken: tuple[ShortText, ...] = ()
     symptoms: tuple[ShortText, ...] = ()
-    customer_impact: str | None = Field(default=None, max_length=2000)
-    suggested_next_step: str | None = Field(default=None, max_length=2000)
+    customer_impact: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
+    suggested_next_step: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
 
 
 class ClaimRequest(_Model):
@@ -142,12 +146,25 @@ class ClaimRequest(_Model):
 
 class ResolveRequest(_Model):
     actor: Actor
-    summary: str = Field(default="", max_length=4000)
+    summary: str = Field(default="", max_length=MAX_SUMMARY_CHARS)
+
+
+def _note_lists_bounded(note: EscalationNote) -> EscalationNote:
+    # On the request, not on EscalationNote: notes recorded before the bound must
+    # still decode when a case continues as new or its history is replayed.
+    for field in ("steps_taken", "symptoms"):
+        count = len(getattr(note, field))
+        if count > MAX_NOTE_ITEMS:
+            raise ValueError(
+                f"{field} has {count} items; the limit is {MAX_NOTE_ITEMS}, "
+                "so merge related ones or attach the rest as a note"
+            )
+    return note
 
 
 class EscalateRequest(_Model):
     actor: Actor
-    note: EscalationNote
+    note: Annotated[EscalationNote, AfterValidator(_note_lists_bounded)]
 
 
 class AddNoteRequest(_Model):
@@ -164,7 +181,7 @@ class DraftInput(_Model):
 
 class HoldRequest(_Model):
     actor: Actor
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_REASON_CHARS)
     # Aware only: a naive time has no meaning across the zones a desk spans, and
     # comparing it with the workflow's clock would fail the case.
     until: AwareDatetime | None = Field(
@@ -178,7 +195,7 @@ class ResumeRequest(_Model):
 
 class DeescalateRequest(_Model):
     actor: Actor
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_REASON_CHARS)
     to_level: WholeNumber | None = Field(default=None, description="Default: the next lower tier.")
 
 
@@ -189,7 +206,7 @@ class SetSeverityRequest(_Model):
 
 class ReopenRequest(_Model):
     actor: Actor
-    reason: str = Field(default="", max_length=2000)
+    reason: str = Field(default="", max_length=MAX_REASON_CHARS)
 
 
 class ActionResult(_Model):
@@ -366,9 +383,14 @@ class Notification(_Model):
     tier: TierRef
     from_tier: TierRef | None = None
     escalations: tuple[Escalation, ...] = Field(
-        default=(), description="Every escalation so far, oldest first; the last is the newest."
+        default=(), description="The newest escalations, oldest first; the last is the newest."
     )
-    notes: tuple[CaseNote, ...] = ()
+    notes: tuple[CaseNote, ...] = Field(
+        default=(), description="The newest notes, oldest first, long texts shortened."
+    )
+    # How many the case has in all, so a message can say what it leaves out.
+    escalations_total: int = 0
+    notes_total: int = 0
     deadline: Deadline | None = None
     assessment: AssessmentResult | None = None
     occurred_at: datetime
@@ -421,6 +443,10 @@ class CarriedState(_Model):
     notifications_sent: int
     reopened: int
     assessment: AssessmentResult | None = None
+    # Counts over the case's whole life (None: carried before `escalations` was
+    # bounded, so the tuple is complete).
+    escalations_total: int | None = None
+    escalated_up: int | None = None
 
 
 _resolve_forward_references()

@@ -28,6 +28,7 @@ from starter import EscalatorClient
 from workflows.escalation import (
     PATCH_AI_TASK_QUEUE,
     PATCH_ASSESSMENT_NOT_CANCELLED,
+    PATCH_CASE_INPUT_SIZE,
     PATCH_DEADLINES_ALWAYS_TIMED,
     PATCH_SEVERITY_RAISE_ONLY,
     EscalationWorkflow,
@@ -73,6 +74,7 @@ def stored_bytes(history) -> bytes:
 PATCH_IDS = {
     PATCH_AI_TASK_QUEUE,
     PATCH_ASSESSMENT_NOT_CANCELLED,
+    PATCH_CASE_INPUT_SIZE,
     PATCH_DEADLINES_ALWAYS_TIMED,
     PATCH_SEVERITY_RAISE_ONLY,
 }

@@ -42,7 +42,7 @@ with workflow.unsafe.imports_passed_through():
     from record_histories import CONVERTER, HISTORIES, case_workers, load_history
     from support import RecordingNotifier, actor, unique_queue
 
-    from escalator.models import CaseInput, CaseOutcome, EscalationNote
+    from escalator.models import CaseOutcome, EscalationNote
     from escalator.policy import Tier
     from escalator.policy_files import load_policy
     from starter import EscalatorClient
@@ -69,8 +69,8 @@ class _DutyManagerStep(EscalationWorkflow):
 @workflow.defn(name="EscalationWorkflow")
 class Unguarded(_DutyManagerStep):
     @workflow.run
-    async def run(self, case: CaseInput) -> CaseOutcome:
-        return await super().run(case)
+    async def run(self, *payloads: object) -> CaseOutcome:
+        return await super().run(*payloads)
 
     def _move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote):
         super()._move_to(receiver, by=by, automatic=automatic, note=note)
@@ -81,8 +81,8 @@ class Unguarded(_DutyManagerStep):
 @workflow.defn(name="EscalationWorkflow")
 class Guarded(_DutyManagerStep):
     @workflow.run
-    async def run(self, case: CaseInput) -> CaseOutcome:
-        return await super().run(case)
+    async def run(self, *payloads: object) -> CaseOutcome:
+        return await super().run(*payloads)
 
     def _move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote):
         super()._move_to(receiver, by=by, automatic=automatic, note=note)
@@ -95,8 +95,8 @@ class Guarded(_DutyManagerStep):
 @workflow.defn(name="EscalationWorkflow")
 class Deprecated(_DutyManagerStep):
     @workflow.run
-    async def run(self, case: CaseInput) -> CaseOutcome:
-        return await super().run(case)
+    async def run(self, *payloads: object) -> CaseOutcome:
+        return await super().run(*payloads)
 
     def _move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote):
         super()._move_to(receiver, by=by, automatic=automatic, note=note)

@@ -36,10 +36,20 @@ from temporalio.common import RawValue, RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    # email-validator imports these inside its functions; passed through here, the
+    # sandbox does not import a fresh copy of them for every case it runs.
+    import email_validator.rfc_constants
+    import email_validator.version  # noqa: F401
+    import idna.core
+    import idna.intranges
+    import idna.package_data  # noqa: F401
+    from pydantic_core import to_json
+
     from escalator import assessment as ai
-    from escalator import briefing, routing, rules, sla
+    from escalator import briefing, limits, routing, rules, sla
     from escalator import search_attributes as search
     from escalator.business_time import ALWAYS_OPEN, business_time_between
+    from escalator.errors import describe_validation_error
     from escalator.models import (
         ActionResult,
         Actor,
@@ -69,6 +79,7 @@ with workflow.unsafe.imports_passed_through():
         SetSeverityRequest,
         TierRef,
         TimelineEvent,
+        case_input_problem,
     )
     from escalator.policy import Tier
 
@@ -105,12 +116,8 @@ PATCH_SEVERITY_RAISE_ONLY = "severity-raise-only"  # lowering never promotes a c
 PATCH_AI_TASK_QUEUE = "ai-task-queue"  # model calls on <task queue>-ai
 PATCH_ASSESSMENT_NOT_CANCELLED = "assessment-not-cancelled"  # superseded ones are dropped
 PATCH_DEADLINES_ALWAYS_TIMED = "deadlines-always-timed"  # a due deadline waits on a timer too
+PATCH_CASE_INPUT_SIZE = "case-input-size"  # an oversized new case fails at once
 
-DESCRIPTION_EXCERPT_CHARS = 2000
-# What a case carries into a new run: its state in full, the recent timeline and
-# notes, and counts of what was summarised.
-TIMELINE_CARRIED = 200
-NOTES_CARRIED = 50
 _UNSET = object()
 _ZERO = timedelta(0)
 # A deadline already due still goes through a timer this short (see
@@ -126,10 +133,41 @@ class _Refused(Exception):
         self.reason = reason
 
 
+class _InvalidInput(Exception):
+    """The workflow's input is not a case; the text names the field."""
+
+
+def _decode_case_input(payloads: tuple) -> CaseInput:
+    """The input as a CaseInput, or _InvalidInput with a one-line reason.
+
+    The workflow decodes its own input. Left to the SDK, an input that does not
+    validate fails the workflow *task*, which Temporal retries forever: the case
+    stays RUNNING and nobody is told. Decoded here, it fails the workflow at once
+    with `InvalidCaseInput`, whoever started it (a raw client, the temporal CLI).
+    """
+    if len(payloads) != 1:
+        raise _InvalidInput(f"case: expected one argument (a CaseInput), got {len(payloads)}")
+    try:
+        return CaseInput.model_validate_json(json.dumps(payloads[0]))
+    except (TypeError, ValueError) as error:
+        errors = getattr(error, "errors", None)
+        if callable(errors):  # pydantic's ValidationError is a ValueError
+            raise _InvalidInput(describe_validation_error(error, prefix="case")) from None
+        raise _InvalidInput(f"case: not JSON ({type(error).__name__})") from None
+
+
 @workflow.defn(name="EscalationWorkflow")
 class EscalationWorkflow:
     @workflow.init
-    def __init__(self, case: CaseInput) -> None:
+    def __init__(self, *payloads: object) -> None:
+        # `*payloads`: the SDK hands over the input as plain JSON values, whatever
+        # its shape and number of arguments, and _decode_case_input judges them.
+        try:
+            case = _decode_case_input(payloads)
+        except _InvalidInput as invalid:
+            self._invalid_input: str | None = str(invalid)
+            return  # run fails the case; handlers and queries refuse until then
+        self._invalid_input = None
         # The policy snapshot travels in the input, so the case keeps the rules it
         # started with for its whole life, whatever happens to the policy file.
         self._case = case
@@ -141,6 +179,8 @@ class EscalationWorkflow:
         self._assessment_generation = 0  # bumped when the running one is superseded
         self._reopen_until = None
         self._clock_floor: datetime | None = None  # see _now
+        self._send_task = -1  # the workflow task (by history length) of _send_bytes
+        self._send_bytes = 0  # activity input scheduled in that task
         carried = case.carried
         if carried is None:
             now = self._now()
@@ -155,8 +195,10 @@ class EscalationWorkflow:
             self._resolved_at = None
             self._sla_breached = False
             self._needs_review = False
-            self._escalations: list[Escalation] = []  # every tier change, with its note
-            self._moves: list[tuple[int, int]] = []
+            self._escalations: list[Escalation] = []  # the newest tier changes, with notes
+            self._escalations_total = 0
+            self._escalated_up = 0
+            self._moves: list[tuple[int, int]] = []  # the newest, for the ping-pong guard
             self._notes: list[CaseNote] = []
             self._notes_total = 0
             self._timeline: list[TimelineEvent] = []
@@ -178,7 +220,21 @@ class EscalationWorkflow:
     # -- the case's life ----------------------------------------------------------
 
     @workflow.run
-    async def run(self, case: CaseInput) -> CaseOutcome:
+    async def run(self, *payloads: object) -> CaseOutcome:
+        if self._invalid_input is not None:
+            raise ApplicationError(self._invalid_input, type="InvalidCaseInput", non_retryable=True)
+        case = self._case
+        if case.carried is None and workflow.patched(PATCH_CASE_INPUT_SIZE):
+            # Bounded where cases are started; checked here too for raw clients.
+            # Cases started before this check may be larger, and replay as they ran.
+            problem = case_input_problem(case)
+            if problem is not None:
+                field, reason = problem
+                raise ApplicationError(
+                    f"case: {field or 'input'}: {reason}",
+                    type="InvalidCaseInput",
+                    non_retryable=True,
+                )
         if case.carried is None:
             override = self._policy.override_for(case.severity)
             routed = f" (severity override for {case.severity})" if override else ""
@@ -283,7 +339,11 @@ class EscalationWorkflow:
                 note=note,
             )
         )
+        del self._escalations[: -limits.ESCALATIONS_KEPT]
+        self._escalations_total += 1
+        self._escalated_up += upward
         self._moves.append((source.level, receiver.level))
+        del self._moves[: -limits.MOVES_KEPT]
         self._enter_tier(receiver)
         verb = "escalated" if upward else "deescalated"
         self._record(verb, f"{source.label} → {receiver.label}: {note.reason}", actor=by)
@@ -361,15 +421,20 @@ class EscalationWorkflow:
             data=case.data,
             customer_name=case.customer.name if case.customer else None,
             notes=tuple(self._notes),
+            notes_omitted=self._notes_total - len(self._notes),
             escalations=tuple(self._escalations),
+            escalations_omitted=self._escalations_total - len(self._escalations),
             tier=_tier_ref(tier),
             tier_capabilities=tier.capabilities,
             purpose="ai_stage" if tier.kind == "ai" else "escalation",
         )
+        # Only what the prompt can send travels, however many notes the case holds.
+        request = ai.trimmed_for_prompt(request)
         self._assessment_task = asyncio.create_task(self._assess(request))
 
     async def _assess(self, request: ai.AssessmentRequest) -> None:
         generation = self._assessment_generation
+        await self._send_budget(request)
         try:
             result = await workflow.execute_activity(
                 ai.ASSESS_CASE,
@@ -443,6 +508,7 @@ class EscalationWorkflow:
 
     @draft.validator
     def _validate_draft(self, request: DraftInput) -> None:
+        self._reject_if(self._invalid_input)
         # Reading is allowed to viewers, but never across accounts.
         if request.actor.account != self._case.account:
             self._reject_if(f"{request.actor.user} belongs to another account than this case")
@@ -534,7 +600,9 @@ class EscalationWorkflow:
     def _validate_add_note(self, payload: RawValue) -> None:
         request = self._update_payload("add_note", AddNoteRequest, payload)
         self._reject_unless_audited(
-            request.actor, "add_note", rules.note_refusal(request.actor, self._facts())
+            request.actor,
+            "add_note",
+            rules.note_refusal(request.actor, self._facts()) or self._note_limit_refusal(),
         )
 
     @workflow.signal
@@ -627,11 +695,19 @@ class EscalationWorkflow:
     def _validate_reopen(self, payload: RawValue) -> None:
         request = self._update_payload("reopen", ReopenRequest, payload)
         self._reject_unless_audited(
-            request.actor, "reopen", rules.reopen_refusal(request.actor, self._facts())
+            request.actor,
+            "reopen",
+            rules.reopen_refusal(request.actor, self._facts()) or self._reopen_limit_refusal(),
         )
 
     @workflow.query
     def status(self) -> CaseStatus:
+        """The case now: its state, the newest notes and timeline, and totals.
+
+        Bounded (see escalator/limits.py), so the answer stays far below Temporal's
+        payload limit however long the case has run; the rest is in its history."""
+        if self._invalid_input is not None:
+            raise ApplicationError(self._invalid_input, type="InvalidCaseInput")
         deadline, _ = self._next_deadline()
         hold_total = self._hold_total
         if self._hold is not None:
@@ -652,8 +728,8 @@ class EscalationWorkflow:
             next_deadline=deadline,
             last_escalation=self._escalations[-1] if self._escalations else None,
             policy_name=self._policy.name,
-            notes=tuple(self._notes),
-            timeline=tuple(self._timeline),
+            notes=tuple(self._notes[-limits.STATUS_NOTES :]),
+            timeline=tuple(self._timeline[-limits.STATUS_TIMELINE :]),
             assessment=self._assessment,
             hold=self._hold,
             total_hold_seconds=hold_total.total_seconds(),
@@ -667,6 +743,9 @@ class EscalationWorkflow:
 
     @workflow.query
     def timeline(self) -> list[TimelineEvent]:
+        """The timeline the case holds: its newest entries (limits.TIMELINE_KEPT)."""
+        if self._invalid_input is not None:
+            raise ApplicationError(self._invalid_input, type="InvalidCaseInput")
         return list(self._timeline)
 
     # -- actions (run only after the rules allow them) ----------------------------
@@ -706,14 +785,25 @@ class EscalationWorkflow:
         return f"escalated to {receiver.label}"
 
     def _add_note(self, request: AddNoteRequest) -> str:
-        self._refuse_if(rules.note_refusal(request.actor, self._facts()))
+        self._refuse_if(
+            rules.note_refusal(request.actor, self._facts()) or self._note_limit_refusal()
+        )
         self._notes.append(CaseNote(at=self._now(), author=request.actor.user, text=request.text))
+        self._keep_newest_notes()
         self._notes_total += 1
         self._record("note", _shorten(request.text, 200), actor=request.actor.user)
         if request.actor.role == "customer" and self._hold is not None:
             self._resume(by=request.actor.user, why="the customer replied")
         self._touch()
         return "note added"
+
+    def _keep_newest_notes(self) -> None:
+        """Hold the newest notes, at most NOTES_KEPT and NOTES_KEPT_BYTES of them (the
+        newest always). Older notes stay in the history, and are counted."""
+        del self._notes[: -limits.NOTES_KEPT]
+        sizes = [_json_size(note.text) for note in self._notes]
+        while len(self._notes) > 1 and sum(sizes) > limits.NOTES_KEPT_BYTES:
+            del self._notes[0], sizes[0]
 
     def _put_on_hold(self, request: HoldRequest) -> str:
         self._refuse_if(rules.hold_refusal(request.actor, self._facts(), request.reason))
@@ -775,7 +865,9 @@ class EscalationWorkflow:
         return f"severity {after}"
 
     def _reopen(self, request: ReopenRequest) -> str:
-        self._refuse_if(rules.reopen_refusal(request.actor, self._facts()))
+        self._refuse_if(
+            rules.reopen_refusal(request.actor, self._facts()) or self._reopen_limit_refusal()
+        )
         self._reopened += 1
         self._reopen_until = None
         self._enter_tier(self._tier)  # handling restarts at the last tier
@@ -803,6 +895,22 @@ class EscalationWorkflow:
             on_hold=self._hold is not None,
             reopenable=self._reopen_until is not None and self._now() < self._reopen_until,
         )
+
+    def _note_limit_refusal(self) -> str | None:
+        if self._notes_total >= limits.MAX_NOTES_PER_CASE:
+            return (
+                f"notes: the case has {self._notes_total} notes, the limit "
+                f"({limits.MAX_NOTES_PER_CASE}); open a follow-up case"
+            )
+        return None
+
+    def _reopen_limit_refusal(self) -> str | None:
+        if self._reopened >= limits.MAX_REOPENS:
+            return (
+                f"reopen: the case was reopened {self._reopened} times, the limit "
+                f"({limits.MAX_REOPENS}); open a new case"
+            )
+        return None
 
     def _bounce_refusal(self, receiver: Tier | None) -> str | None:
         if receiver is None:
@@ -838,6 +946,8 @@ class EscalationWorkflow:
         the reason, instead of failing the workflow task (which would wedge the case)
         or being dropped silently by the SDK's decoder. Signal handlers take
         `*payloads`, so a wrong number of arguments is caught here too."""
+        if self._invalid_input is not None:
+            return None  # the case is failing with its input's reason; nothing to record
         try:
             if len(payloads) != 1:
                 raise _Malformed(f"expected one argument, got {len(payloads)}")
@@ -852,6 +962,7 @@ class EscalationWorkflow:
     def _update_payload(self, action: str, model: type, payload: RawValue):
         """Decode an update's argument. In the validator a malformed one is rejected
         with a one-line reason before anything is written to history."""
+        self._reject_if(self._invalid_input)
         try:
             try:
                 value = workflow.payload_converter().from_payload(payload.payload)
@@ -962,13 +1073,22 @@ class EscalationWorkflow:
                 title=case.title,
                 severity=self._severity,
                 account=case.account,
-                description_excerpt=_shorten(case.description, DESCRIPTION_EXCERPT_CHARS),
+                description_excerpt=_shorten(case.description, limits.DESCRIPTION_EXCERPT_CHARS),
                 customer_name=case.customer.name if case.customer else None,
             ),
             tier=_tier_ref(self._tier),
             from_tier=_tier_ref(from_tier) if from_tier else None,
-            escalations=tuple(self._escalations),
-            notes=tuple(self._notes),
+            # The newest few, and how many there are: mail needs no more, and a
+            # notification must stay small however long the case has run.
+            escalations=tuple(self._escalations[-limits.NOTIFICATION_ESCALATIONS :]),
+            escalations_total=self._escalations_total,
+            notes=tuple(
+                note.model_copy(
+                    update={"text": _shorten(note.text, limits.NOTIFICATION_NOTE_CHARS)}
+                )
+                for note in self._notes[-limits.NOTIFICATION_NOTES :]
+            ),
+            notes_total=self._notes_total,
             deadline=self._breach_deadline(),
             assessment=self._assessment,
             occurred_at=self._now(),
@@ -985,6 +1105,7 @@ class EscalationWorkflow:
         self, activity: str, notification: Notification, summary: str
     ) -> None:
         what = f"{notification.purpose} {notification.message_id}"
+        await self._send_budget(notification)
         try:
             receipt = await workflow.execute_activity(
                 activity,
@@ -1001,6 +1122,26 @@ class EscalationWorkflow:
             self._record("notification_failed", f"{activity} {what}: {cause}")
         finally:
             self._deliveries_in_flight -= 1
+
+    async def _send_budget(self, activity_input) -> None:
+        """Wait, if need be, until this input fits in the current workflow task.
+
+        One task's completion carries every activity it schedules, and gRPC refuses
+        more than 4 MiB. A burst of messages handled in one task could schedule more,
+        and that task would fail on every retry. So past TASK_SEND_BYTES the rest
+        waits for the next task, which the activities already scheduled bring. The
+        history length tells tasks apart, the same live and on replay."""
+        size = _json_size(activity_input)
+        while True:
+            task = workflow.info().get_current_history_length()
+            if task != self._send_task:
+                self._send_task, self._send_bytes = task, 0
+            if self._send_bytes == 0 or self._send_bytes + size <= limits.TASK_SEND_BYTES:
+                self._send_bytes += size
+                return
+            await workflow.wait_condition(
+                lambda t=task: workflow.info().get_current_history_length() != t
+            )
 
     # -- clocks -------------------------------------------------------------------
 
@@ -1073,6 +1214,7 @@ class EscalationWorkflow:
         long = (
             info.is_continue_as_new_suggested()
             or info.get_current_history_length() >= self._case.continue_as_new_after
+            or info.get_current_history_size() >= limits.CONTINUE_AS_NEW_HISTORY_BYTES
         )
         # Only between messages and with nothing in flight, so nothing is lost.
         return (
@@ -1086,7 +1228,7 @@ class EscalationWorkflow:
         self._record(
             "continued_as_new",
             f"history continued in a new run after {workflow.info().get_current_history_length()}"
-            " events",
+            f" events ({workflow.info().get_current_history_size()} bytes)",
         )
         workflow.continue_as_new(self._case.model_copy(update={"carried": self._carried()}))
 
@@ -1104,10 +1246,12 @@ class EscalationWorkflow:
             sla_breached=self._sla_breached,
             needs_review=self._needs_review,
             escalations=tuple(self._escalations),
+            escalations_total=self._escalations_total,
+            escalated_up=self._escalated_up,
             moves=tuple(self._moves),
-            notes=tuple(self._notes[-NOTES_CARRIED:]),
+            notes=tuple(self._notes),
             notes_total=self._notes_total,
-            timeline=tuple(self._timeline[-TIMELINE_CARRIED:]),
+            timeline=tuple(self._timeline),
             timeline_total=self._timeline_total,
             running_since=self._running_since,
             consumed=self._consumed,
@@ -1134,6 +1278,16 @@ class EscalationWorkflow:
         self._sla_breached = carried.sla_breached
         self._needs_review = carried.needs_review
         self._escalations = list(carried.escalations)
+        # Carried before escalations were bounded: the tuple holds them all.
+        self._escalations_total = (
+            len(self._escalations) if carried.escalations_total is None
+            else carried.escalations_total
+        )  # fmt: skip
+        self._escalated_up = (
+            sum(1 for e in self._escalations if e.to_level > e.from_level)
+            if carried.escalated_up is None
+            else carried.escalated_up
+        )
         self._moves = [tuple(move) for move in carried.moves]
         self._notes = list(carried.notes)
         self._notes_total = carried.notes_total
@@ -1181,7 +1335,7 @@ class EscalationWorkflow:
     # -- small helpers ------------------------------------------------------------
 
     def _escalation_count(self) -> int:
-        return sum(1 for e in self._escalations if e.to_level > e.from_level)
+        return self._escalated_up
 
     def _now(self) -> datetime:
         """workflow.now(), but never before a deadline whose timer has fired.
@@ -1195,7 +1349,9 @@ class EscalationWorkflow:
         return now if floor is None or now >= floor else floor
 
     def _record(self, kind: str, detail: str, actor: str | None = None) -> None:
+        detail = _shorten(detail, limits.TIMELINE_DETAIL_CHARS)
         self._timeline.append(TimelineEvent(at=self._now(), kind=kind, detail=detail, actor=actor))
+        del self._timeline[: -limits.TIMELINE_KEPT]  # older entries stay in the history
         self._timeline_total += 1
         # Every change is recorded here, so this keeps the Web UI's briefing current.
         workflow.set_current_details(briefing.render_briefing(self.status()))
@@ -1212,12 +1368,17 @@ class EscalationWorkflow:
             escalations=self._escalation_count(),
             seconds_to_first_claim=seconds_since_creation(self._first_claim_at),
             seconds_to_resolution=seconds_since_creation(self._resolved_at) or 0.0,
-            timeline=tuple(self._timeline),
+            timeline=tuple(self._timeline[-limits.OUTCOME_TIMELINE :]),
             sla_breached=self._sla_breached,
             total_hold_seconds=self._hold_total.total_seconds(),
             reopened=self._reopened,
             needs_review=self._needs_review,
         )
+
+
+def _json_size(value) -> int:
+    """Bytes as JSON, as Temporal stores it (a control character takes six)."""
+    return len(to_json(value))
 
 
 def _tier_ref(tier: Tier) -> TierRef:
