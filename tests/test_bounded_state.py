@@ -65,6 +65,11 @@ RAW_INPUTS = {
         [a_case("raw-two"), a_case("raw-two")],
         "case: expected one argument (a CaseInput), got 2",
     ),
+    # What a continue-as-new hands the next run goes through the same decoding.
+    "undecodable carried state": (
+        [{**a_case("raw-carried"), "carried": {"tier_level": "two"}}],
+        "case: carried.",
+    ),
     "oversized data": (
         [a_case("raw-big", data={"log": "x" * (limits.MAX_DATA_BYTES + 1)})],
         "case: data: is ",
@@ -106,7 +111,8 @@ async def test_a_raw_start_with_a_bad_input_fails_the_case_at_once(desk, name):
 async def test_the_temporal_cli_start_with_an_invalid_policy_fails_the_case(desk, dev_env):
     escalator, _ = desk
     workflow_id = f"cli-{uuid.uuid4().hex[:8]}"
-    completed = subprocess.run(
+    completed = await asyncio.to_thread(
+        subprocess.run,
         [
             find_binary("temporal"),
             "workflow",
