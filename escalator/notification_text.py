@@ -27,7 +27,6 @@ from typing import Any
 
 from escalator.assessment import DraftRequest, offline_draft
 from escalator.models import (
-    CaseNote,
     Deadline,
     Escalation,
     EscalationNote,
@@ -143,7 +142,7 @@ def _tier_sections(n: Notification) -> list[_Section]:
         _Section(None, _what_happened(n)),
         *_assessment_sections(n),
         *_latest_escalation(n.escalations),
-        _Section("What has been tried", _what_has_been_tried(n.escalations, n.notes)),
+        _Section("What has been tried", _what_has_been_tried(n)),
         _Section("Description (excerpt)", (n.case.description_excerpt or "(no description)",)),
         _deadline_section(n.deadline, missed=n.purpose == "sla_breach"),
         _Section(
@@ -298,18 +297,25 @@ def _note_blocks(note: EscalationNote) -> list[_Block]:
     return blocks
 
 
-def _what_has_been_tried(
-    escalations: tuple[Escalation, ...], notes: tuple[CaseNote, ...]
-) -> tuple[_Block, ...]:
-    # Every tier's steps, not just the last hand-over: the point is that L3 never
-    # asks the customer to redo what L1 already did.
+def _what_has_been_tried(n: Notification) -> tuple[_Block, ...]:
+    # Every tier's steps the notification carries, not just the last hand-over: the
+    # point is that L3 never asks the customer to redo what L1 already did.
     items = [
-        f"{step} (L{e.from_level}, {e.by})" for e in escalations for step in e.note.steps_taken
+        f"{step} (L{e.from_level}, {e.by})" for e in n.escalations for step in e.note.steps_taken
     ]
-    items += [f"{_utc_iso(note.at)} {note.author}: {note.text}" for note in notes]
+    items += [f"{_utc_iso(note.at)} {note.author}: {note.text}" for note in n.notes]
     if not items:
         return ("Nothing recorded yet.",)
-    return (_Bullets(tuple(items)),)
+    blocks: list[_Block] = [_Bullets(tuple(items))]
+    # A notification carries the newest few only (escalator/limits.py); say so.
+    older_notes = n.notes_total - len(n.notes)
+    older_escalations = n.escalations_total - len(n.escalations)
+    if older_notes > 0 or older_escalations > 0:
+        blocks.append(
+            f"Older entries are in the case: {older_notes} earlier notes and "
+            f"{older_escalations} earlier tier changes (escalator status {n.case.case_id})."
+        )
+    return tuple(blocks)
 
 
 def _deadline_section(deadline: Deadline | None, *, missed: bool) -> _Section:

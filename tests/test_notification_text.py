@@ -256,6 +256,21 @@ def test_what_has_been_tried_gathers_steps_of_every_escalation_and_the_notes():
     assert "rebuilt OST profile (L1, alice)" in html_body
 
 
+def test_a_notification_says_what_older_entries_it_leaves_out():
+    notification = make_notification()
+    text, _ = bodies(render_email(notification, mail_from=MAIL_FROM))
+    assert "Older entries are in the case" not in text  # it carries everything
+    notification = make_notification(
+        notes_total=len(notification.notes) + 40,
+        escalations_total=len(notification.escalations) + 2,
+    )
+    text, _ = bodies(render_email(notification, mail_from=MAIL_FROM))
+    assert (
+        "Older entries are in the case: 40 earlier notes and 2 earlier tier changes "
+        "(escalator status 123)." in " ".join(section(text, "What has been tried").split())
+    )
+
+
 def test_nothing_tried_yet_is_said_plainly():
     notification = make_notification(from_tier=None, tier=L1, escalations=(), notes=())
     text, _ = bodies(render_email(notification, mail_from=MAIL_FROM))
