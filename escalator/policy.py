@@ -4,20 +4,39 @@ A policy is plain data. Each case stores the policy it started with, so editing 
 file never changes a running case. Loading YAML lives in `escalator.policy_files`;
 this module only defines the shape and its rules, which apply wherever a policy
 comes from (YAML, JSON sent by any Temporal client, or the Python builder).
+
+Rules worth knowing (the same for every source):
+
+- Durations are whole seconds, at least 1 s (`escalator.durations`): `1.5h` is fine,
+  `0.5` or `59.5s` is refused, and so is clock notation such as `1:30`, which could
+  mean 1 h 30 min or 1 min 30 s. In JSON a duration is written back compactly
+  ("1d2h3m4s"), and reads back to exactly the same value.
+- `notify` addresses (and `EmailAddress` wherever it is used, e.g. a case's customer)
+  are checked with email-validator's syntax rules, without any network look-up:
+  exactly one @, a domain with a dot, no spaces, display names, quotes or line breaks.
+  The address is kept as written (only surrounding blanks are removed).
+- `webhook` must be an absolute http:// or https:// URL with a host, as pydantic's
+  HttpUrl reads it, with no blanks or control characters. It stays a plain string,
+  exactly as written.
+- Booleans are never numbers (`level: true` is an error), unknown keys are errors.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
+from email_validator import EmailNotValidError, validate_email
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    HttpUrl,
     PlainSerializer,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -25,31 +44,66 @@ from pydantic_core import PydanticCustomError
 
 from escalator.business_time import BusinessCalendar
 from escalator.durations import format_duration, parse_duration
+from escalator.errors import FieldValueError
 
 Severity = Literal["P0", "P1", "P2", "P3", "P4"]
 SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3", "P4")
 
-# A duration field: reads every shape parse_duration knows, and writes the compact
-# form in JSON so the policy snapshot in Temporal's history stays readable.
+# A duration field: reads every shape parse_duration knows (whole seconds, at least
+# 1 s), and writes the compact form in JSON so the policy snapshot in Temporal's
+# history stays readable; the compact form reads back to the same value.
 Duration = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str, when_used="json"),
 ]
 
-# Deliberately simple: we only need to refuse things that are clearly not an
-# address, and anything that could smuggle a header line into a mail.
-_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
-
 
 def check_email(value: str) -> str:
+    """`value` without surrounding blanks, if it is a well-formed email address.
+
+    Syntax only (email-validator with check_deliverability=False): no DNS, so this is
+    safe in workflow code. Anything that could smuggle a header line into a mail
+    (CR, LF, commas, angle brackets) is refused. Raises ValueError naming the reason.
+    """
     value = value.strip()
-    if not _EMAIL.match(value):
-        raise ValueError(f"{value!r} is not an email address")
+    try:
+        validate_email(value, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise ValueError(f"{value!r} is not an email address: {error}") from None
     return value
 
 
-EmailAddress = Annotated[str, BeforeValidator(lambda v: check_email(str(v)))]
+def _email(value: object) -> object:
+    # A number or a list is a type error, reported as such by pydantic's str check.
+    return check_email(value) if isinstance(value, str) else value
+
+
+EmailAddress = Annotated[str, BeforeValidator(_email)]
+
+_HTTP_URL = TypeAdapter(HttpUrl)
+
+
+def check_webhook_url(value: str) -> str:
+    """`value` unchanged if it is an absolute http(s) URL; raises ValueError if not."""
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ValueError(
+            f"{value!r} is not an http(s) URL: it contains blanks or control characters"
+        )
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest:
+        raise ValueError(
+            f"{value!r} is not an http(s) URL: write it as https://host/path (or http://)"
+        )
+    try:
+        _HTTP_URL.validate_python(value)
+    except ValidationError as error:
+        reason = error.errors(include_url=False)[0]["msg"]
+        raise ValueError(f"{value!r} is not an http(s) URL: {reason}") from None
+    return value
+
+
+WebhookUrl = Annotated[str, AfterValidator(check_webhook_url)]
 
 
 def _not_a_boolean(kind: str):
@@ -86,10 +140,11 @@ class Sla(_Strict):
     @model_validator(mode="after")
     def _resolution_not_before_first_response(self) -> Sla:
         if self.resolution_target < self.first_response:
-            raise ValueError(
+            raise FieldValueError(
                 "resolution_target must not be shorter than first_response "
                 f"({format_duration(self.resolution_target)} < "
-                f"{format_duration(self.first_response)})"
+                f"{format_duration(self.first_response)})",
+                at=("resolution_target",),
             )
         return self
 
@@ -104,7 +159,9 @@ class Tier(_Strict):
         default="human", description="`ai` marks the automated AI-agent stage."
     )
     notify: tuple[EmailAddress, ...] = ()
-    webhook: str | None = Field(default=None, description="URL that receives a JSON POST.")
+    webhook: WebhookUrl | None = Field(
+        default=None, description="http(s) URL that receives a JSON POST."
+    )
     sla: Sla | None = None
     calendar: BusinessCalendar | None = Field(
         default=None, description="Business hours for this tier's clocks; else the policy's."
@@ -126,18 +183,12 @@ class Tier(_Strict):
     @model_validator(mode="after")
     def _repeats_need_a_first_response(self) -> Tier:
         if self.repeat_every is not None and self.sla is None:
-            raise ValueError(
+            raise FieldValueError(
                 f"tier {self.level}: repeat_every counts from the first response, so it "
-                "needs an sla with first_response"
+                "needs an sla with first_response",
+                at=("repeat_every",),
             )
         return self
-
-    @field_validator("webhook")
-    @classmethod
-    def _webhook_is_http(cls, value: str | None) -> str | None:
-        if value is not None and not re.match(r"^https?://[^\s]+$", value):
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        return value
 
     @property
     def label(self) -> str:
@@ -202,23 +253,29 @@ class Policy(_Strict):
         if not tiers:
             raise ValueError("a policy needs at least one tier")
         seen: set[int] = set()
-        for tier in tiers:
+        for index, tier in enumerate(tiers):
             if tier.level in seen:
-                raise ValueError(f"level {tier.level} appears twice; give each tier its own level")
+                raise FieldValueError(
+                    f"level {tier.level} appears twice; give each tier its own level",
+                    at=(index, "level"),
+                )
             seen.add(tier.level)
-        ordered = tuple(sorted(tiers, key=lambda t: t.level))
-        for position, tier in enumerate(ordered[:-1]):
+        # Positions are the tiers' places in the input, which is what the file shows.
+        ordered = sorted(enumerate(tiers), key=lambda pair: pair[1].level)
+        for index, tier in ordered[:-1]:
             if tier.repeat_every is not None:
-                raise ValueError(
+                raise FieldValueError(
                     f"tier {tier.level} ({tier.name}) sets repeat_every, which only the final "
-                    "tier uses (the others escalate instead)"
+                    "tier uses (the others escalate instead)",
+                    at=(index, "repeat_every"),
                 )
             if tier.sla is None:
-                raise ValueError(
+                raise FieldValueError(
                     f"tier {tier.level} ({tier.name}) needs an sla because it is not the final "
-                    f"tier; only the final tier may omit it (tiers[{position}].sla)"
+                    f"tier; only the final tier may omit it (tiers[{index}].sla)",
+                    at=(index, "sla"),
                 )
-        return ordered
+        return tuple(tier for _, tier in ordered)
 
     @model_validator(mode="after")
     def _overrides_point_at_tiers(self) -> Policy:
@@ -227,12 +284,16 @@ class Policy(_Strict):
         for index, override in enumerate(self.severity_overrides):
             where = f"severity_overrides[{index}]"
             if override.route_to not in levels:
-                raise ValueError(
+                raise FieldValueError(
                     f"{where}.route_to: level {override.route_to} is not a tier "
-                    f"(levels: {', '.join(map(str, levels))})"
+                    f"(levels: {', '.join(map(str, levels))})",
+                    at=("severity_overrides", index, "route_to"),
                 )
             if override.severity in seen:
-                raise ValueError(f"{where}.severity: {override.severity} is overridden twice")
+                raise FieldValueError(
+                    f"{where}.severity: {override.severity} is overridden twice",
+                    at=("severity_overrides", index, "severity"),
+                )
             seen.add(override.severity)
         return self
 

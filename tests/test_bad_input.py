@@ -148,6 +148,12 @@ class PolicyCase:
     gap: str | None = None
     fix: str | None = None
     raises: type[BaseException] = AssertionError
+    where: str | None = None  # "line:column" the error starts with; None: no place in the text
+
+    @property
+    def message(self) -> str:
+        """The whole error after the file name."""
+        return f":{self.where}: {self.expected}" if self.where else f": {self.expected}"
 
 
 DUPLICATE_NOTIFY = """\
@@ -164,85 +170,86 @@ escalation:
 
 POLICY_CASES = [
     PolicyCase("missing-field", "a tier without `name`", one_tier("level: 1, team: desk"),
-               "escalation.tiers[0].name: required field is missing", "escalation.tiers[0].name"),
+               "escalation.tiers[0].name: required field is missing", "escalation.tiers[0].name", where="3:7"),
     PolicyCase("missing-tiers", "`escalation:` without `tiers`", "escalation:\n  name: support\n",
-               "escalation.tiers: required field is missing", "escalation.tiers"),
+               "escalation.tiers: required field is missing", "escalation.tiers", where="2:3"),
     PolicyCase("wrong-type-level", "`level: one` (a string)", one_tier("level: one, name: Desk, team: desk"),
                "escalation.tiers[0].level: Input should be a valid integer, unable to parse string as an integer",
-               "escalation.tiers[0].level"),
+               "escalation.tiers[0].level", where="3:15"),
     PolicyCase("wrong-type-notify", "`notify: 5` (not a list)", one_tier("level: 1, name: Desk, team: desk, notify: 5"),
-               "escalation.tiers[0].notify: Input should be a valid tuple", "escalation.tiers[0].notify"),
+               "escalation.tiers[0].notify: Input should be a valid tuple", "escalation.tiers[0].notify", where="3:50"),
     PolicyCase("wrong-type-sla", "`sla: 4h` (a duration, not a mapping)", first_tier_sla("4h"),
                "escalation.tiers[0].sla: Input should be a valid dictionary or instance of Sla",
-               "escalation.tiers[0].sla"),
+               "escalation.tiers[0].sla", where="3:73"),
     PolicyCase("bad-duration", "`first_response: 4 hours`", first_tier_sla("{first_response: 4 hours, resolution_target: 1d}"),
                "escalation.tiers[0].sla.first_response: cannot read duration '4 hours'; write it like 90s, 30m, 4h, 2d, 1h30m, PT4H or a number of seconds",
-               "escalation.tiers[0].sla.first_response", "write it like 90s, 30m, 4h"),
+               "escalation.tiers[0].sla.first_response", "write it like 90s, 30m, 4h", where="3:90"),
     PolicyCase("zero-duration", "`first_response: 0s`", first_tier_sla("{first_response: 0s, resolution_target: 1d}"),
                "escalation.tiers[0].sla.first_response: duration must be positive, got '0s'",
-               "escalation.tiers[0].sla.first_response", "must be positive"),
+               "escalation.tiers[0].sla.first_response", "must be positive", where="3:90"),
     PolicyCase("resolution-before-first-response", "`resolution_target` shorter than `first_response`",
                first_tier_sla("{first_response: 2h, resolution_target: 1h}"),
                "escalation.tiers[0].sla: resolution_target must not be shorter than first_response (1h < 2h)",
-               "escalation.tiers[0].sla", "must not be shorter"),
+               "escalation.tiers[0].sla", "must not be shorter", where="3:113"),
     PolicyCase("unknown-level", "a severity override with `route_to: 5` (no such tier)",
                TWO_TIERS + "  severity_overrides:\n    - {severity: P0, route_to: 5}\n",
                "escalation.severity_overrides[0].route_to: level 5 is not a tier (levels: 1, 2)",
-               "escalation.severity_overrides[0].route_to", "(levels: 1, 2)"),
+               "escalation.severity_overrides[0].route_to", "(levels: 1, 2)", where="6:32"),
     PolicyCase("unknown-severity", "a severity override for `P9`",
                TWO_TIERS + "  severity_overrides:\n    - {severity: P9, route_to: 2}\n",
                "escalation.severity_overrides[0].severity: Input should be 'P0', 'P1', 'P2', 'P3' or 'P4'",
-               "escalation.severity_overrides[0].severity", "'P0', 'P1', 'P2', 'P3' or 'P4'"),
+               "escalation.severity_overrides[0].severity", "'P0', 'P1', 'P2', 'P3' or 'P4'", where="6:18"),
     PolicyCase("duplicate-override", "two overrides for `P0`",
                TWO_TIERS + "  severity_overrides:\n    - {severity: P0, route_to: 2}\n    - {severity: P0, route_to: 1}\n",
                "escalation.severity_overrides[1].severity: P0 is overridden twice",
-               "escalation.severity_overrides[1].severity"),
+               "escalation.severity_overrides[1].severity", where="7:18"),
     PolicyCase("duplicate-levels", "two tiers with `level: 1`", TWO_TIERS.replace("level: 2", "level: 1"),
                "escalation.tiers: level 1 appears twice; give each tier its own level",
-               "escalation.tiers", "give each tier its own level"),
+               "escalation.tiers", "give each tier its own level", where="4:15"),
     PolicyCase("non-final-tier-without-sla", "tier 1 of 2 without `sla`",
                TWO_TIERS.replace(", sla: {first_response: 4h, resolution_target: 24h}", ""),
                "escalation.tiers: tier 1 (Desk) needs an sla because it is not the final tier; only the final tier may omit it (tiers[0].sla)",
-               "tiers[0].sla", "only the final tier may omit it"),
+               "tiers[0].sla", "only the final tier may omit it", where="3:7"),
     PolicyCase("unknown-key-typo", "`first_responce` (typo) in an sla",
                first_tier_sla("{first_responce: 4h, resolution_target: 24h}"),
                "escalation.tiers[0].sla.first_responce: unknown field; check the spelling against the policy reference in README.md (and 1 more problem)",
-               "escalation.tiers[0].sla.first_responce", "check the spelling"),
+               "escalation.tiers[0].sla.first_responce", "check the spelling", where="3:74"),
     PolicyCase("unknown-top-level-key", "a second top-level key `tiers_extra`", TWO_TIERS + "tiers_extra: 1\n",
-               "tiers_extra: unknown top-level key; only 'escalation'", "tiers_extra", "only 'escalation'"),
+               "tiers_extra: unknown top-level key; only 'escalation'", "tiers_extra", "only 'escalation'", where="5:1"),
     PolicyCase("warn-at-above-1", "`warn_at: 1.5`", policy_with("warn_at: 1.5"),
-               "escalation.warn_at[0]: Input should be less than 1", "escalation.warn_at[0]"),
+               "escalation.warn_at[0]: Input should be less than 1", "escalation.warn_at[0]", where="2:12"),
     PolicyCase("warn-at-zero", "`warn_at: 0`", policy_with("warn_at: 0"),
-               "escalation.warn_at[0]: Input should be greater than 0", "escalation.warn_at[0]"),
+               "escalation.warn_at[0]: Input should be greater than 0", "escalation.warn_at[0]", where="2:12"),
     PolicyCase("warn-at-empty", "`warn_at: []`", policy_with("warn_at: []"),
                "escalation.warn_at: give at least one fraction, e.g. 0.75, or remove warn_at",
-               "escalation.warn_at", "e.g. 0.75"),
+               "escalation.warn_at", "e.g. 0.75", where="2:12"),
     PolicyCase("unknown-time-zone", "calendar `timezone: Mars/Olympus`", policy_with("calendar: {timezone: Mars/Olympus}"),
                "escalation.calendar.timezone: unknown time zone 'Mars/Olympus'; use an IANA name such as Europe/Berlin",
-               "escalation.calendar.timezone", "use an IANA name"),
+               "escalation.calendar.timezone", "use an IANA name", where="2:24"),
     PolicyCase("inverted-hours", "calendar hours `mon: 17:00-09:00`",
                policy_with("calendar: {timezone: UTC, hours: {mon: ['17:00-09:00']}}"),
                "escalation.calendar.hours: mon: '17:00-09:00' does not end after it starts; a range cannot cross midnight, so split a night shift, e.g. 22:00-24:00 and 00:00-06:00 the next day",
-               "escalation.calendar.hours", "split a night shift"),
+               "escalation.calendar.hours", "split a night shift", where="2:36"),
     PolicyCase("unknown-weekday", "calendar hours for `funday`", policy_with("calendar: {hours: {funday: ['09:00-17:00']}}"),
                "escalation.calendar.hours: unknown weekday 'funday'; use mon, tue, wed, thu, fri, sat or sun",
-               "escalation.calendar.hours", "use mon, tue"),
+               "escalation.calendar.hours", "use mon, tue", where="2:21"),
     PolicyCase("repeat-every-on-non-final-tier", "`repeat_every: 1h` on tier 1 of 2",
                TWO_TIERS.replace("notify: [l1@example.com],", "notify: [l1@example.com], repeat_every: 1h,"),
                "escalation.tiers: tier 1 (Desk) sets repeat_every, which only the final tier uses (the others escalate instead)",
-               "repeat_every", "only the final tier uses"),
+               "repeat_every", "only the final tier uses", where="3:82"),
     PolicyCase("notify-header-injection", 'a notify address with CR LF: `"l1@example.com\\r\\nBcc: evil@example.com"`',
                one_tier('level: 1, name: Desk, team: desk, notify: ["l1@example.com\\r\\nBcc: evil@example.com"]'),
-               "escalation.tiers[0].notify[0]: 'l1@example.com\\r\\nBcc: evil@example.com' is not an email address",
-               "escalation.tiers[0].notify[0]"),
+               "escalation.tiers[0].notify[0]: 'l1@example.com\\r\\nBcc: evil@example.com' is not an email address: "
+               "The part after the @-sign contains invalid characters: ':', '@', SPACE, U+000A, U+000D.",
+               "escalation.tiers[0].notify[0]", where="3:51"),
     PolicyCase("unreadable-yaml", "broken YAML (an unclosed `[`)", "escalation:\n  tiers: [\n    - level: 1\n",
-               "line 3: expected the node content, but found '-'", "line 3"),
+               "expected the node content, but found '-'", "expected the node content", where="3:5"),
     PolicyCase("empty-file", "an empty file", "",
                "escalation: expected a mapping with 'tiers'; see policies/default.yaml",
                "escalation", "see policies/default.yaml"),
     PolicyCase("top-level-list", "a top-level list of tiers", "- {level: 1, name: Desk, team: desk}\n",
                "escalation: expected a mapping with 'tiers'; see policies/default.yaml",
-               "escalation", "see policies/default.yaml"),
+               "escalation", "see policies/default.yaml", where="1:1"),
     PolicyCase("not-utf8", "a binary (non-UTF-8) file", b"\xff\xfe\x00escalation",
                "cannot read the file (UnicodeDecodeError)", "cannot read the file"),
     PolicyCase("missing-file", "a path that does not exist", None,
@@ -250,22 +257,47 @@ POLICY_CASES = [
     PolicyCase("invalid-date", "a holiday that is no date: `holidays: [2026-13-45]`",
                policy_with("calendar: {holidays: [2026-13-45]}"),
                "escalation.calendar.holidays[0]: '2026-13-45' is not a valid date (month must be in 1..12); write it as YYYY-MM-DD, e.g. 2026-12-24",
-               "escalation.calendar.holidays[0]", "write it as YYYY-MM-DD"),
+               "escalation.calendar.holidays[0]", "write it as YYYY-MM-DD", where="2:25"),
     PolicyCase("not-a-date", "a holiday that is a word: `holidays: [christmas]`",
                policy_with("calendar: {holidays: [christmas]}"),
                "escalation.calendar.holidays[0]: 'christmas' is not a valid date; write it as YYYY-MM-DD, e.g. 2026-12-24",
-               "escalation.calendar.holidays[0]", "write it as YYYY-MM-DD"),
-    PolicyCase("duplicate-yaml-key", "a tier with two `notify:` keys (PyYAML would keep the last)",
-               DUPLICATE_NOTIFY, "line 8: duplicate key 'notify'; give each key once", "notify",
-               "give each key once"),
+               "escalation.calendar.holidays[0]", "write it as YYYY-MM-DD", where="2:25"),
+    PolicyCase("duplicate-yaml-key", "a tier with two `notify:` keys (a lax loader would keep the last)",
+               DUPLICATE_NOTIFY, "escalation.tiers[0].notify: duplicate key (first at line 6, column 7); give each key once",
+               "escalation.tiers[0].notify",
+               "give each key once", where="8:7"),
     PolicyCase("boolean-level", "`level: true` (a boolean, not an integer)",
                TWO_TIERS.replace("level: 1,", "level: true,"),
                "escalation.tiers[0].level: Input should be a valid integer, not a boolean (true)",
-               "escalation.tiers[0].level"),
+               "escalation.tiers[0].level", where="3:15"),
     PolicyCase("boolean-route-to", "a severity override with `route_to: true`",
                TWO_TIERS + "  severity_overrides:\n    - {severity: P0, route_to: true}\n",
                "escalation.severity_overrides[0].route_to: Input should be a valid integer, not a boolean (true)",
-               "escalation.severity_overrides[0].route_to"),
+               "escalation.severity_overrides[0].route_to", where="6:32"),
+    PolicyCase("clock-duration", "`first_response: 1:30` (clock notation: YAML 1.1 read it as 90 seconds)",
+               first_tier_sla("{first_response: 1:30, resolution_target: 1d}"),
+               "escalation.tiers[0].sla.first_response: '1:30' is ambiguous (1 h 30 min or 1 min 30 s?); write 1h30m, 90m, 90s, PT1H30M or a number of seconds",
+               "escalation.tiers[0].sla.first_response", "write 1h30m, 90m, 90s, PT1H30M", where="3:90"),
+    PolicyCase("fractional-seconds", "`first_response: 0.5` (half a second)",
+               first_tier_sla("{first_response: 0.5, resolution_target: 1d}"),
+               "escalation.tiers[0].sla.first_response: 0.5 is not a whole number of seconds (0.5s); policy durations are whole seconds, at least 1s",
+               "escalation.tiers[0].sla.first_response", "whole seconds, at least 1s", where="3:90"),
+    PolicyCase("yaml-1.1-directive", "a `%YAML 1.1` directive (`yes` would be true, `1:30` would be 90)",
+               "%YAML 1.1\n---\n" + TWO_TIERS,
+               "%YAML 1.1: policy files are read as YAML 1.2; remove the %YAML line", "%YAML 1.1",
+               "remove the %YAML line", where="1:1"),
+    PolicyCase("object-tag", "an object tag: `name: !!python/object/apply:os.system [id]`",
+               policy_with("name: !!python/object/apply:os.system [id]"),
+               "escalation.name: the tag !!python/object/apply:os.system is not allowed in a policy; remove it",
+               "escalation.name", "remove it", where="2:9"),
+    PolicyCase("incomplete-notify", "`notify: [bob@]` (nothing after the @)",
+               one_tier("level: 1, name: Desk, team: desk, notify: [bob@]"),
+               "escalation.tiers[0].notify[0]: 'bob@' is not an email address: There must be something after the @-sign.",
+               "escalation.tiers[0].notify[0]", where="3:51"),
+    PolicyCase("webhook-not-http", "`webhook: ftp://hooks.example/l1` (not http or https)",
+               one_tier("level: 1, name: Desk, team: desk, webhook: 'ftp://hooks.example/l1'"),
+               "escalation.tiers[0].webhook: 'ftp://hooks.example/l1' is not an http(s) URL: write it as https://host/path (or http://)",
+               "escalation.tiers[0].webhook", "https://host/path", where="3:51"),
 ]  # fmt: skip
 
 for _case in POLICY_CASES:
@@ -273,7 +305,7 @@ for _case in POLICY_CASES:
         Entry(
             POLICY,
             _case.input,
-            f"`PolicyError`: {code(f'…/policy.yaml: {_case.expected}')}",
+            f"`PolicyError`: {code(f'…/policy.yaml{_case.message}')}",
             f"{MODULE}::test_policy_errors[{_case.id}]",
             _case.gap,
             _case.fix,
@@ -299,14 +331,14 @@ def test_policy_errors(tmp_path: Path, case: PolicyCase):
     else:
         raise AssertionError(f"the policy loaded without an error: {policy!r}")
 
-    assert message.startswith(f"{path}: "), message  # the file comes first
+    assert message.startswith(f"{path}:"), message  # the file comes first, then line:column
     assert case.field in message, f"does not name {case.field!r}: {message}"
     if case.hint:
         assert case.hint in message, f"does not say how to fix it: {message}"
     if case.gap:
         assert case.expected in message
     else:
-        assert message == f"{path}: {case.expected}"
+        assert message == f"{path}{case.message}"
     # Nothing lost: loading never touches the file.
     assert (path.read_bytes() if path.exists() else None) == before
 
@@ -350,9 +382,9 @@ CLI_CASES = [
             "escalator: nope.yaml: file not found; pass an existing policy file"),
     CliCase("start-invalid-policy-file", "`escalator start … --policy dup.yaml` (two tiers with level 1)",
             _start("--policy", "{tmp}/dup.yaml"),
-            "escalator: {tmp}/dup.yaml: escalation.tiers: level 1 appears twice; give each tier its own level"),
+            "escalator: {tmp}/dup.yaml:4:15: escalation.tiers: level 1 appears twice; give each tier its own level"),
     CliCase("start-bad-customer-email", "`escalator start … --customer-email jane`", _start("--customer-email", "jane"),
-            "escalator: --customer-email: 'jane' is not an email address"),
+            "escalator: --customer-email: 'jane' is not an email address: An email address must have an @-sign."),
     CliCase("start-description-file-missing", "`escalator start … --description-file missing.txt`",
             _start("--description-file", "{tmp}/missing.txt"),
             "escalator: --description-file: cannot read {tmp}/missing.txt (FileNotFoundError)"),
@@ -410,7 +442,7 @@ CLI_CASES = [
             "escalator: --data: is 17011 bytes as JSON; the limit is 16384 bytes, so attach long logs elsewhere"),
     CliCase("start-policy-with-invalid-date", "`escalator start … --policy holiday.yaml` (`holidays: [2026-13-45]`)",
             _start("--policy", "{tmp}/holiday.yaml"),
-            "escalator: {tmp}/holiday.yaml: escalation.calendar.holidays[0]: '2026-13-45' is not a valid date "
+            "escalator: {tmp}/holiday.yaml:2:25: escalation.calendar.holidays[0]: '2026-13-45' is not a valid date "
             "(month must be in 1..12); write it as YYYY-MM-DD, e.g. 2026-12-24"),
 ]  # fmt: skip
 
@@ -852,7 +884,8 @@ REFUSED_STARTS = [
                  "case: title: String should have at least 1 character"),
     RefusedStart("customer-email-header-injection", 'customer email `"jane@acme.example\\r\\nBcc: evil@example.com"`',
                  {"customer": {"email": "jane@acme.example\r\nBcc: evil@example.com"}},
-                 "case: customer.email: 'jane@acme.example\\r\\nBcc: evil@example.com' is not an email address"),
+                 "case: customer.email: 'jane@acme.example\\r\\nBcc: evil@example.com' is not an email address: "
+                 "The part after the @-sign contains invalid characters: ':', '@', SPACE, U+000A, U+000D."),
 ]  # fmt: skip
 
 for _case in REFUSED_STARTS:

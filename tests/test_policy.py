@@ -48,13 +48,45 @@ escalation:
         ("P1DT2H30M", timedelta(days=1, hours=2, minutes=30)),
         ("pt90s", timedelta(seconds=90)),
         (3600, timedelta(hours=1)),
-        (0.5, timedelta(milliseconds=500)),
+        (3600.0, timedelta(hours=1)),
         ("3600", timedelta(hours=1)),
+        ("1.5h", timedelta(hours=1, minutes=30)),  # a fraction that comes out whole
+        ("0.1h", timedelta(minutes=6)),  # exact: decimal, not binary floating point
+        ("PT0.5M", timedelta(seconds=30)),
+        ("1w", timedelta(weeks=1)),
         (timedelta(minutes=5), timedelta(minutes=5)),
     ],
 )
 def test_duration_shapes(text, expected):
     assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize(
+    "fraction", [0.5, 1.5, "59.123457s", "1.5s", "PT0.5S", "0.0001h", timedelta(microseconds=1),
+                 timedelta(seconds=90, milliseconds=1)],
+)  # fmt: skip
+def test_durations_are_whole_seconds(fraction):
+    with pytest.raises(ValueError) as error:
+        parse_duration(fraction)
+    message = str(error.value)
+    assert "is not a whole number of seconds" in message
+    assert message.endswith("; policy durations are whole seconds, at least 1s")
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1:30", "'1:30' is ambiguous (1 h 30 min or 1 min 30 s?); write 1h30m, 90m, 90s, PT1H30M or a number of seconds"),
+        ("01:30", "'01:30' is ambiguous (1 h 30 min or 1 min 30 s?); write 1h30m, 90m, 90s, PT1H30M or a number of seconds"),
+        ("0:45", "'0:45' is ambiguous (0 h 45 min or 0 min 45 s?); write 45m, 45s, PT45M or a number of seconds"),
+        ("1:30:00", "'1:30:00' is clock notation, which a duration cannot be (1 h 30 min 0 s?); write 1h30m, 5400s, PT1H30M or a number of seconds"),
+    ],
+)  # fmt: skip
+def test_clock_notation_is_refused_with_the_spellings_that_work(text, expected):
+    with pytest.raises(ValueError) as error:
+        parse_duration(text)
+    assert str(error.value) == expected
 
 
 @pytest.mark.parametrize(
@@ -65,10 +97,28 @@ def test_duration_errors_say_how_to_fix(bad):
         parse_duration(bad)
 
 
-@pytest.mark.parametrize("seconds", [1, 59, 61, 3600, 5400, 86400 + 7, 0.25, 90.5])
+@pytest.mark.parametrize("seconds", [1, 59, 61, 3600, 5400, 86400 + 7, 7 * 86400, 10**12])
 def test_format_duration_round_trips(seconds):
     value = timedelta(seconds=seconds)
     assert parse_duration(format_duration(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (timedelta(days=1, hours=2, minutes=3, seconds=4), "1d2h3m4s"),
+        (timedelta(seconds=90), "1m30s"),
+        (timedelta(weeks=2), "14d"),
+        # Not policy durations: shown to people, rounded to whole seconds, never an error.
+        (timedelta(seconds=0.25), "0s"),
+        (timedelta(seconds=90.5), "1m31s"),
+        (timedelta(0), "0s"),
+        (timedelta(minutes=-5), "-5m"),
+        (timedelta.max, "1000000000d"),
+    ],
+)
+def test_format_duration_shapes(value, shown):
+    assert format_duration(value) == shown
 
 
 def test_issue_example_parses_with_a_final_tier_without_sla():
@@ -133,56 +183,62 @@ def _mutate(old: str, new: str) -> str:
 
 
 @pytest.mark.parametrize(
-    ("text", "expected"),
+    ("text", "where", "expected"),
     [
-        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  colour: blue\n"), "escalation.colour: unknown field"),
-        ("escalation:\n  name: x\n  tiers: []\n", "escalation.tiers: a policy needs at least one tier"),
-        ("escalation:\n  name: x\n", "escalation.tiers: required field is missing"),
-        (_mutate("level: 3", "level: 1"), "escalation.tiers: level 1 appears twice"),
-        (_mutate("      sla: {first_response: 4h, resolution_target: 24h}\n", ""),
+        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  colour: blue\n"), "5:3", "escalation.colour: unknown field"),
+        ("escalation:\n  name: x\n  tiers: []\n", "3:10", "escalation.tiers: a policy needs at least one tier"),
+        ("escalation:\n  name: x\n", "2:3", "escalation.tiers: required field is missing"),
+        (_mutate("level: 3", "level: 1"), "13:14", "escalation.tiers: level 1 appears twice"),
+        (_mutate("      sla: {first_response: 4h, resolution_target: 24h}\n", ""), "6:7",
          "escalation.tiers: tier 1 (Front-Line Support) needs an sla"),
-        (_mutate("route_to: 3", "route_to: 5"),
+        (_mutate("route_to: 3", "route_to: 5"), "18:32",
          "escalation.severity_overrides[0].route_to: level 5 is not a tier (levels: 1, 3)"),
-        (_mutate("first_response: 4h", "first_response: 4 hours"),
+        (_mutate("first_response: 4h", "first_response: 4 hours"), "10:29",
          "escalation.tiers[0].sla.first_response: cannot read duration '4 hours'"),
-        (_mutate("first_response: 4h", "first_response: 0s"),
+        (_mutate("first_response: 4h", "first_response: 0s"), "10:29",
          "escalation.tiers[0].sla.first_response: duration must be positive"),
-        (_mutate("first_response: 4h", "first_response: -5m"),
+        (_mutate("first_response: 4h", "first_response: -5m"), "10:29",
          "escalation.tiers[0].sla.first_response: duration must be positive"),
-        (_mutate("resolution_target: 24h", "resolution_target: 1h"),
+        (_mutate("resolution_target: 24h", "resolution_target: 1h"), "10:52",
          "escalation.tiers[0].sla: resolution_target must not be shorter than first_response"),
-        (_mutate("warn_at: 0.75", "warn_at: 1.5"), "escalation.warn_at[0]: Input should be less than 1"),
-        (_mutate("warn_at: 0.75", "warn_at: 0"), "escalation.warn_at[0]: Input should be greater than 0"),
-        (_mutate("first_respon", "first_respons"), "escalation.tiers[0].sla.first_responsse: unknown field"),
-        (_mutate("level: 1", "level: one"), "escalation.tiers[0].level: Input should be a valid integer"),
-        (_mutate("[l1@example.com]", "[not-an-address]"), "escalation.tiers[0].notify[0]: 'not-an-address' is not an email"),
-        (_mutate("severity: P0", "severity: P9"), "escalation.severity_overrides[0].severity: Input should be 'P0'"),
-        ("escalation: [1, 2]", "escalation: expected a mapping with 'tiers'"),
-        ("escalation:\n  tiers: [\n", "line 3"),
+        (_mutate("warn_at: 0.75", "warn_at: 1.5"), "4:12", "escalation.warn_at[0]: Input should be less than 1"),
+        (_mutate("warn_at: 0.75", "warn_at: 0"), "4:12", "escalation.warn_at[0]: Input should be greater than 0"),
+        (_mutate("first_respon", "first_respons"), "10:13", "escalation.tiers[0].sla.first_responsse: unknown field"),
+        (_mutate("level: 1", "level: one"), "6:14", "escalation.tiers[0].level: Input should be a valid integer"),
+        (_mutate("[l1@example.com]", "[not-an-address]"), "9:16",
+         "escalation.tiers[0].notify[0]: 'not-an-address' is not an email address: An email address must have an @-sign."),
+        (_mutate("[l1@example.com]", "[l1@example.com, bob@]"), "9:32",
+         "escalation.tiers[0].notify[1]: 'bob@' is not an email address: There must be something after the @-sign."),
+        (_mutate("[l1@example.com]", "[l1@example.com]\n      webhook: ftp://hooks.example/x"), "10:16",
+         "escalation.tiers[0].webhook: 'ftp://hooks.example/x' is not an http(s) URL"),
+        (_mutate("severity: P0", "severity: P9"), "18:18", "escalation.severity_overrides[0].severity: Input should be 'P0'"),
+        ("escalation: [1, 2]", "1:13", "escalation: expected a mapping with 'tiers'"),
+        ("escalation:\n  tiers: [\n", "3:1", "expected the node content, but found '<stream end>'"),
+        ("escalation:\n  tiers: [a, b\n  name: x\n", "3:7", "expected ',' or ']', but got ':'"),
     ],
 )  # fmt: skip
-def test_policy_errors_are_one_line_naming_file_and_field(text, expected):
+def test_policy_errors_are_one_line_naming_file_line_column_and_field(text, where, expected):
     with pytest.raises(PolicyError) as error:
         parse_policy_text(text, source="policies/broken.yaml")
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith("policies/broken.yaml: ")
-    assert expected in message
+    assert message.startswith(f"policies/broken.yaml:{where}: {expected}"), message
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        (_mutate("level: 1", "level: true"), "escalation.tiers[0].level: Input should be a valid integer, not a boolean (true)"),
-        (_mutate("route_to: 3", "route_to: false"), "escalation.severity_overrides[0].route_to: Input should be a valid integer, not a boolean (false)"),
-        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  max_bounces: true\n"), "escalation.max_bounces: Input should be a valid integer, not a boolean (true)"),
-        (_mutate("warn_at: 0.75", "warn_at: [0.5, true]"), "escalation.warn_at[1]: Input should be a valid number, not a boolean (true)"),
-        (_mutate("first_response: 4h", "first_response: true"), "escalation.tiers[0].sla.first_response: True is not a duration"),
+        (_mutate("level: 1", "level: true"), "6:14: escalation.tiers[0].level: Input should be a valid integer, not a boolean (true)"),
+        (_mutate("route_to: 3", "route_to: false"), "18:32: escalation.severity_overrides[0].route_to: Input should be a valid integer, not a boolean (false)"),
+        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  max_bounces: true\n"), "5:16: escalation.max_bounces: Input should be a valid integer, not a boolean (true)"),
+        (_mutate("warn_at: 0.75", "warn_at: [0.5, true]"), "4:18: escalation.warn_at[1]: Input should be a valid number, not a boolean (true)"),
+        (_mutate("first_response: 4h", "first_response: true"), "10:29: escalation.tiers[0].sla.first_response: True is not a duration"),
         (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  calendar: {holidays: [2026-02-30]}\n"),
-         "escalation.calendar.holidays[0]: '2026-02-30' is not a valid date (day is out of range for month)"),
-        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  warn_at: 0.5\n"), "line 5: duplicate key 'warn_at'; give each key once"),
+         "5:25: escalation.calendar.holidays[0]: '2026-02-30' is not a valid date (day is out of range for month)"),
+        (_mutate("  warn_at: 0.75\n", "  warn_at: 0.75\n  warn_at: 0.5\n"),
+         "5:3: escalation.warn_at: duplicate key (first at line 4, column 3); give each key once"),
         (_mutate("{first_response: 4h,", "{first_response: 4h, first_response: 1h,"),
-         "line 10: duplicate key 'first_response'; give each key once"),
+         "10:33: escalation.tiers[0].sla.first_response: duplicate key (first at line 10, column 13); give each key once"),
     ],
 )  # fmt: skip
 def test_booleans_dates_and_duplicate_keys_are_refused(text, expected):
@@ -190,7 +246,7 @@ def test_booleans_dates_and_duplicate_keys_are_refused(text, expected):
         parse_policy_text(text, source="policies/broken.yaml")
     message = str(error.value)
     assert "\n" not in message
-    assert message.startswith(f"policies/broken.yaml: {expected}"), message
+    assert message.startswith(f"policies/broken.yaml:{expected}"), message
 
 
 def test_numbers_and_dates_still_read_as_before():
