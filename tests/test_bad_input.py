@@ -1,6 +1,7 @@
 """The bad-input catalogue: what a user sees for every kind of bad input, and that nothing is lost.
 
-Four areas: policy files, CLI arguments, signal and update payloads, and case content.
+Five areas: policy files, CLI arguments, signal and update payloads, case content, and
+raw Temporal starts (a client that skips EscalatorClient, such as the `temporal` CLI).
 Each row checks the three things that matter when input is bad:
 
   - a clear error: one line naming the field (or, for a signal, a `rejected` timeline
@@ -22,12 +23,16 @@ docs/bad-input.md is generated from the tables in this module:
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -38,17 +43,25 @@ from support import (
     MailSink,
     RecordingNotifier,
     actor,
+    case_workers,
     eventually,
     free_port,
     unique_queue,
 )
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-from temporalio.client import WorkflowExecutionStatus, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.notifications import send_email
+from escalator import limits
+from escalator.binaries import find_binary
 from escalator.errors import InvalidInput, PolicyError
 from escalator.models import EscalateRequest, EscalationNote, HoldRequest
 from escalator.policy_files import load_policy
@@ -61,8 +74,9 @@ DOC = ROOT / "docs" / "bad-input.md"
 REGENERATE = ".venv/bin/python tests/test_bad_input.py"
 
 POLICY, CLI, MESSAGES, CONTENT = "policy file", "CLI", "signal / update", "content"
-AREAS = (POLICY, CLI, MESSAGES, CONTENT)
-MINIMUM_PER_AREA = {POLICY: 8, CLI: 8, MESSAGES: 8, CONTENT: 6}
+RAW = "raw start"
+AREAS = (POLICY, CLI, MESSAGES, CONTENT, RAW)
+MINIMUM_PER_AREA = {POLICY: 8, CLI: 8, MESSAGES: 8, CONTENT: 6, RAW: 5}
 
 
 # -- the catalogue -----------------------------------------------------------------
@@ -638,6 +652,10 @@ SIGNAL_CASES = [
     SignalCase("two-payloads", "`claim` sent with two arguments", "claim",
                ({"actor": ENGINEER}, {"actor": ENGINEER}),
                "claim refused: malformed payload: expected one argument, got 2", "eve"),
+    SignalCase("steps-over-the-limit", "`escalate` with 11 `steps_taken`", "escalate",
+               ({"actor": ENGINEER, "note": {"reason": "needs DBA", "steps_taken": [f"step {i}" for i in range(11)]}},),
+               "escalate refused: malformed payload: note: Value error, steps_taken has 11 items; the limit is 10, "
+               "so merge related ones or attach the rest as a note", "eve"),
 ]  # fmt: skip
 
 for _case in SIGNAL_CASES:
@@ -1084,6 +1102,165 @@ async def test_non_ascii_survives_end_to_end(mail_desk):
     text, html_body = bodies(mail)
     for body in (text, html_body):
         assert title in body and description in body
+
+
+@row(MESSAGES, "150 signals `add_note` of 16 KiB each from a `customer`, all at once",
+     "all 150 accepted; the case still escalates when its first response is due, "
+     "notifies L2 with the newest 3 notes and `notes_total` 150, and `status` answers with the newest 10")  # fmt: skip
+async def test_a_flood_of_max_size_notes(desk: Desk):
+    # Before the bounds, every notification carried every note: this flood made
+    # each workflow task fail with PayloadsTooLarge, and the case stopped for good.
+    await desk.start("flood", customer={"name": "Jane", "email": "jane@acme.example"})
+    handle = desk.env.client.get_workflow_handle("case-flood")
+    note = {"actor": {"user": "jane", "role": "customer"}, "text": "n" * (16 * 1024)}
+    for _ in range(3):
+        await asyncio.gather(*(handle.signal("add_note", note) for _ in range(50)))
+    await eventually(lambda: _notes_counted(desk, "flood", 150))
+    await desk.after(timedelta(hours=4, minutes=1))  # L1's first response is due at 4h
+    status = await desk.status("flood")
+    assert (status.tier_level, status.notes_total, len(status.notes)) == (2, 150, 10)
+    [l2] = [n for n in desk.notifier.sent if n.case.case_id == "flood" and n.tier.level == 2
+            and n.purpose == "tier_entry"]  # fmt: skip
+    assert (len(l2.notes), l2.notes_total) == (3, 150)
+
+
+async def _notes_counted(desk: Desk, case_id: str, total: int):
+    status = await desk.status(case_id)
+    return status if status.notes_total == total else None
+
+
+@row(MESSAGES, "update `try_add_note` past the case's note limit (10,000; 3 in the test)",
+     "`ActionRefused`: `rejected: notes: the case has 3 notes, the limit (3); open a follow-up case`; "
+     "status unchanged; as a signal, a `rejected` entry")  # fmt: skip
+async def test_a_note_past_the_case_limit(desk: Desk, monkeypatch):
+    monkeypatch.setattr(limits, "MAX_NOTES_PER_CASE", 3)  # read by the workflow at run time
+    await desk.start("notes-full")
+    for i in range(3):
+        await desk.escalator.add_note("notes-full", actor("alice"), f"note {i}")
+    before = await desk.status("notes-full")
+    with pytest.raises(ActionRefused) as refused:
+        await desk.escalator.add_note("notes-full", actor("alice"), "one more")
+    assert one_line(str(refused.value)) == (
+        "rejected: notes: the case has 3 notes, the limit (3); open a follow-up case"
+    )
+    assert_unchanged(before, await desk.status("notes-full"))
+    await desk.escalator.add_note("notes-full", actor("alice"), "one more", wait=False)
+    after = await timeline_grows(desk, "notes-full", before)
+    assert after.timeline[-1].kind == "rejected" and after.notes_total == 3
+    await assert_still_works(desk, "notes-full")
+
+
+# == 5. raw Temporal starts =============================================================
+# A client that skips EscalatorClient: the Python SDK's plain client, or the temporal
+# CLI. On the real dev server, with workers that do not turn task failures into
+# workflow failures: the workflow must fail a bad input by itself, in its first task.
+
+
+@pytest_asyncio.fixture
+async def raw_desk(dev_env):
+    queue = unique_queue("raw")
+    async with case_workers(dev_env.client, queue, RecordingNotifier().activities):
+        yield dev_env.client, queue
+
+
+def raw_case(**fields) -> dict:
+    return {"case_id": "raw", "title": "VPN down", "policy": DEFAULT_POLICY.model_dump(mode="json"),
+            **fields}  # fmt: skip
+
+
+def _without_first_sla() -> dict:
+    case = raw_case()
+    del case["policy"]["tiers"][0]["sla"]
+    return case
+
+
+def _with_first_response(value) -> dict:
+    case = raw_case()
+    case["policy"]["tiers"][0]["sla"]["first_response"] = value
+    return case
+
+
+@dataclass(frozen=True)
+class RawStart:
+    id: str
+    input: str
+    args: list
+    expected: str
+
+
+RAW_STARTS = [
+    RawStart("tier-without-sla", "a non-final tier without `sla`", [_without_first_sla()],
+             "case: policy.tiers: tier 1 (Front-Line Support) needs an sla because it is not the final tier; "
+             "only the final tier may omit it (tiers[0].sla)"),
+    RawStart("unknown-field", "an unknown field `colour`", [raw_case(colour="red")],
+             "case: colour: unknown field; check the spelling against the policy reference in README.md"),
+    RawStart("title-not-a-string", "`title: 5`", [raw_case(title=5)],
+             "case: title: Input should be a valid string"),
+    RawStart("clock-duration", '`first_response: "1:30"`', [_with_first_response("1:30")],
+             "case: policy.tiers[0].sla.first_response: '1:30' is ambiguous (1 h 30 min or 1 min 30 s?); "
+             "write 1h30m, 90m, 90s, PT1H30M or a number of seconds"),
+    RawStart("sub-second-duration", "`first_response: 0.5`", [_with_first_response(0.5)],
+             "case: policy.tiers[0].sla.first_response: 0.5 is not a whole number of seconds (0.5s); "
+             "policy durations are whole seconds, at least 1s"),
+    RawStart("two-arguments", "two arguments", [raw_case(), raw_case()],
+             "case: expected one argument (a CaseInput), got 2"),
+    RawStart("oversized-data", "17 KiB in `data`", [raw_case(data={"log": "x" * (17 * 1024)})],
+             "case: data: is 17418 bytes as JSON; the limit is 16384 bytes, so attach long logs elsewhere"),
+    RawStart("bad-carried-state", "a continue-as-new state that does not decode (`carried.tier_level: \"two\"`)",
+             [raw_case(carried={"tier_level": "two"})], "case: carried."),
+]  # fmt: skip
+
+for _case in RAW_STARTS:
+    CATALOGUE.append(
+        Entry(
+            RAW,
+            f'`Client.start_workflow("EscalationWorkflow", ...)` with {_case.input}',
+            f"the workflow fails in its first task with `InvalidCaseInput` (non-retryable): "
+            f"{code(_case.expected)}; no workflow task failed",
+            f"{MODULE}::test_raw_start[{_case.id}]",
+        )
+    )
+
+
+async def assert_failed_at_once(handle, expected: str) -> None:
+    with pytest.raises(WorkflowFailureError) as failed:
+        await asyncio.wait_for(handle.result(), timeout=20)
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidCaseInput", cause
+    assert cause.non_retryable
+    message = one_line(cause.message)
+    assert message == expected or (expected.endswith(".") and message.startswith(expected)), message
+    history = await handle.fetch_history()
+    assert not any(e.HasField("workflow_task_failed_event_attributes") for e in history.events)
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in RAW_STARTS])
+async def test_raw_start(raw_desk, case: RawStart):
+    client, queue = raw_desk
+    handle = await client.start_workflow(
+        "EscalationWorkflow", args=case.args, id=f"raw-{case.id}-{uuid.uuid4().hex[:6]}",
+        task_queue=queue,
+    )  # fmt: skip
+    await assert_failed_at_once(handle, case.expected)
+
+
+@row(RAW, "`temporal workflow start --type EscalationWorkflow --input '{...}'` with a non-final tier without `sla`",
+     "the workflow fails in its first task with `InvalidCaseInput`: `case: policy.tiers: tier 1 (Front-Line Support) "
+     "needs an sla ...`; no workflow task failed")  # fmt: skip
+async def test_raw_start_from_the_temporal_cli(raw_desk, dev_env):
+    client, queue = raw_desk
+    workflow_id = f"raw-cli-{uuid.uuid4().hex[:6]}"
+    command = [
+        find_binary("temporal"), "workflow", "start",
+        "--address", dev_env.client.service_client.config.target_host,
+        "--type", "EscalationWorkflow", "--task-queue", queue, "--workflow-id", workflow_id,
+        "--input", json.dumps(_without_first_sla()),
+    ]  # fmt: skip
+    started = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=30
+    )
+    assert started.returncode == 0, started.stderr
+    await assert_failed_at_once(client.get_workflow_handle(workflow_id), RAW_STARTS[0].expected)
 
 
 # == the doc ============================================================================
