@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from escalator.assessment import AssessmentResult
 
 _MAX_LIST_ITEMS = 8
+_LATEST_NOTES = 3  # the briefing is a glance; `escalator status` shows more
 
 
 def _md(text: str) -> str:
@@ -84,7 +85,8 @@ def render_briefing(status: CaseStatus) -> str:
             lines.append("**Tried:**")
             lines += [f"- {_md(step)}" for step in note.steps_taken[:_MAX_LIST_ITEMS]]
         if note.symptoms:
-            lines.append("**Symptoms:** " + "; ".join(_md(s) for s in note.symptoms))
+            symptoms = note.symptoms[:_MAX_LIST_ITEMS]
+            lines.append("**Symptoms:** " + "; ".join(_md(s) for s in symptoms))
         if note.customer_impact:
             lines.append(f"**Customer impact:** {_md(note.customer_impact)}")
 
@@ -102,8 +104,11 @@ def render_briefing(status: CaseStatus) -> str:
     lines += ["", "### Start here"]
     lines += [f"{i}. {_md(step)}" for i, step in enumerate(_start_here(status, assessment), 1)]
     if status.notes:
-        lines += ["", "### Latest notes"]
-        lines += [f"- {_md(n.author)}: {_md(n.text[:300])}" for n in status.notes[-3:]]
+        latest = status.notes[-_LATEST_NOTES:]
+        total = max(status.notes_total, len(status.notes))
+        counted = f" ({len(latest)} of {total})" if total > len(latest) else ""
+        lines += ["", f"### Latest notes{counted}"]
+        lines += [f"- {_md(n.author)}: {_md(n.text[:300])}" for n in latest]
     return "\n".join(lines)
 
 

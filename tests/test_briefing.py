@@ -62,3 +62,16 @@ def test_static_details_name_customer_account_and_policy():
     details = render_static_details(case)
     assert "Jane Roe · jane@acme.example" in details
     assert "**Account:** acme" in details and "**Policy:** default" in details
+
+
+def test_the_briefing_shows_the_newest_notes_and_how_many_there_are():
+    notes = tuple(CaseNote(at=T0, author="bob", text=f"note {i}") for i in range(10))
+    text = render_briefing(status(notes=notes, notes_total=250))
+    latest = text.split("### Latest notes (3 of 250)", 1)[1]
+    assert [line for line in latest.splitlines() if line] == [
+        "- bob: note 7",
+        "- bob: note 8",
+        "- bob: note 9",
+    ]
+    few = render_briefing(status(notes=notes[:2], notes_total=2))
+    assert "### Latest notes\n" in few
