@@ -42,6 +42,7 @@ NOTES_KEPT = 50  # notes held in the case's state and carried over continue-as-n
 NOTES_KEPT_BYTES = 256 * 1024  # ...and at most this much note text (the newest is kept)
 TIMELINE_KEPT = 100  # timeline entries held and carried
 TIMELINE_DETAIL_CHARS = 300  # one timeline entry's text
+TIMELINE_ACTOR_CHARS = 200  # ...and who it names (as long as a user name may be)
 ESCALATIONS_KEPT = 5  # tier changes held in full, with their notes
 MOVES_KEPT = 200  # (from, to) tier pairs for the ping-pong guard
 

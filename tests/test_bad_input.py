@@ -652,6 +652,10 @@ SIGNAL_CASES = [
     SignalCase("two-payloads", "`claim` sent with two arguments", "claim",
                ({"actor": ENGINEER}, {"actor": ENGINEER}),
                "claim refused: malformed payload: expected one argument, got 2", "eve"),
+    SignalCase("huge-user-name", "`claim` with a user name of 100,000 characters", "claim",
+               ({"actor": {"user": "u" * 100_000, "role": "engineer"}},),
+               "claim refused: malformed payload: actor.user: String should have at most 200 characters",
+               "u" * 199 + "…"),
     SignalCase("steps-over-the-limit", "`escalate` with 11 `steps_taken`", "escalate",
                ({"actor": ENGINEER, "note": {"reason": "needs DBA", "steps_taken": [f"step {i}" for i in range(11)]}},),
                "escalate refused: malformed payload: note: Value error, steps_taken has 11 items; the limit is 10, "

@@ -133,6 +133,9 @@ class _Refused(Exception):
         self.reason = reason
 
 
+_INVALID_INPUT_CHARS = 1000
+
+
 class _InvalidInput(Exception):
     """The workflow's input is not a case; the text names the field."""
 
@@ -152,7 +155,9 @@ def _decode_case_input(payloads: tuple) -> CaseInput:
     except (TypeError, ValueError) as error:
         errors = getattr(error, "errors", None)
         if callable(errors):  # pydantic's ValidationError is a ValueError
-            raise _InvalidInput(describe_validation_error(error, prefix="case")) from None
+            # Shortened: a message may quote the value, and the value may be huge.
+            message = describe_validation_error(error, prefix="case")
+            raise _InvalidInput(_shorten(message, _INVALID_INPUT_CHARS)) from None
         raise _InvalidInput(f"case: not JSON ({type(error).__name__})") from None
 
 
@@ -1350,6 +1355,8 @@ class EscalationWorkflow:
 
     def _record(self, kind: str, detail: str, actor: str | None = None) -> None:
         detail = _shorten(detail, limits.TIMELINE_DETAIL_CHARS)
+        # A malformed payload's user name is recorded as sent, so it is bounded too.
+        actor = _shorten(actor, limits.TIMELINE_ACTOR_CHARS) if actor else actor
         self._timeline.append(TimelineEvent(at=self._now(), kind=kind, detail=detail, actor=actor))
         del self._timeline[: -limits.TIMELINE_KEPT]  # older entries stay in the history
         self._timeline_total += 1
