@@ -20,13 +20,16 @@ import pytest
 import pytest_asyncio
 from support import RecordingNotifier, actor, case_workers, eventually, seconds_policy, unique_queue
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
 
 from escalator import limits
 from escalator.binaries import find_binary
 from escalator.errors import InvalidInput
 from escalator.models import AddNoteRequest, EscalateRequest, EscalationNote
 from starter import ActionRefused, EscalatorClient
+from workflows.escalation import EscalationWorkflow
 
 pytestmark = pytest.mark.integration
 
@@ -284,3 +287,58 @@ def test_the_request_models_bound_their_lists():
         EscalateRequest(actor=actor(), note=EscalationNote(reason="r", symptoms=many))
     # Recorded notes are not bounded, so older cases still decode.
     assert len(EscalationNote(reason="r", symptoms=many).symptoms) == 11
+
+
+def _task_sends(history) -> list[int]:
+    """Activity input (bytes) each workflow task scheduled, in order."""
+    sends = [0]
+    for event in history.events:
+        if event.HasField("workflow_task_completed_event_attributes"):
+            sends.append(0)
+        if event.HasField("activity_task_scheduled_event_attributes"):
+            payloads = event.activity_task_scheduled_event_attributes.input.payloads
+            sends[-1] += sum(p.ByteSize() for p in payloads)
+    return [sent for sent in sends if sent]
+
+
+async def test_a_burst_past_the_send_budget_waits_for_the_next_task_and_replays(dev_env):
+    client, queue = dev_env.client, unique_queue("burst")
+    escalator = EscalatorClient(client, queue)
+    policy = seconds_policy(first_response=600, resolution=1200).model_dump(mode="json")
+    for tier in policy["tiers"]:
+        tier["webhook"] = "https://hooks.example/escalator"
+    customer = {"name": "Jane", "email": "jane@acme.example"}
+    await escalator.start_case(a_case("burst", policy=policy, customer=customer))
+    handle = client.get_workflow_handle("case-burst")
+    # No worker yet: the start and every message below reach the first task together.
+    # Control characters take six bytes each as JSON, the worst case for every bound.
+    item = "\x01" * limits.MAX_NOTE_ITEM_CHARS
+    heavy = {
+        "reason": "\x01" * limits.MAX_REASON_CHARS,
+        "steps_taken": [item] * limits.MAX_NOTE_ITEMS,
+        "symptoms": [item] * limits.MAX_NOTE_ITEMS,
+        "customer_impact": "\x01" * limits.MAX_REASON_CHARS,
+    }
+    admin = actor("root", role="admin")
+    note = AddNoteRequest(actor=admin, text="\x01" * limits.MAX_NOTE_BYTES)
+    for _ in range(10):
+        await handle.signal("add_note", note)
+    for _ in range(2):  # L1 → L2 → L3 in one task
+        await handle.signal("escalate", {"actor": admin.model_dump(), "note": heavy})
+
+    async with case_workers(client, queue, RecordingNotifier().activities):
+        await eventually(
+            lambda: _when(escalator.status("burst"), lambda s: s.tier_level == 3), within=30
+        )
+        await escalator.resolve("burst", admin, "done")
+        outcome = await asyncio.wait_for(escalator.outcome("burst"), timeout=30)
+    assert outcome.escalations == 2
+
+    history = await handle.fetch_history()
+    sends = _task_sends(history)
+    assert sum(sends) > limits.TASK_SEND_BYTES  # the burst needed more than one task
+    assert max(sends) <= limits.TASK_SEND_BYTES, sends
+    # The waiting path is deterministic: the history replays with this code.
+    await Replayer(
+        workflows=[EscalationWorkflow], data_converter=pydantic_data_converter
+    ).replay_workflow(history)
