@@ -31,6 +31,22 @@ SERVER_START_TIMEOUT = 60.0
 STOP_GRACE_SECONDS = 15.0
 # Measured about twice as fast as SQLite's defaults for the dev server's workload.
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
+# The workflow task timeout of every case started without one (Temporal's default is
+# 10 s): how long a workflow task a worker took may stay unanswered before Temporal
+# gives it to another worker. It only matters when a worker dies holding a task
+# (kill -9, OOM, power loss), and then it is how late that case acts. Live workers
+# answer well inside it: in herds of 500 deadlines at once on this 2-core machine no
+# task took more than 1.3 s. docs/reliability.md, "Kill -9 recovery", has the figures.
+# docker-compose's server has the same value, in deploy/dynamicconfig/development-sql.yaml.
+WORKFLOW_TASK_TIMEOUT = "4s"
+
+
+def dynamic_config_flags() -> list[str]:
+    """`temporal server start-dev` flags for the server settings Escalator tunes."""
+    return [
+        "--dynamic-config-value",
+        f'history.defaultWorkflowTaskTimeout="{WORKFLOW_TASK_TIMEOUT}"',
+    ]
 
 
 @dataclass(frozen=True)
@@ -63,14 +79,30 @@ def check_ports_free(options: StackOptions, *, with_catcher: bool) -> None:
     if with_catcher:
         wanted.append((options.mail_port, "--mail-port"))
     for port, flag in wanted:
-        with socket.socket() as probe:
-            try:
-                probe.bind((LOOPBACK, port))
-            except OSError:
-                raise InvalidInput(
-                    f"port {port} is already in use; choose another with {flag} "
-                    f"(or stop what is using it)"
-                ) from None
+        if not port_is_free(port):
+            raise InvalidInput(
+                f"port {port} is already in use; choose another with {flag} "
+                f"(or stop what is using it)"
+            )
+
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
+    """Whether a server could listen on host:port now.
+
+    The probe binds the way our servers do, with SO_REUSEADDR (asyncio's
+    create_server, which the mail catcher uses, and Go's net.Listen, which the dev
+    server uses, both set it). On Linux that bind still fails while anything LISTENs
+    on the port, but succeeds when all that is left are connections in TIME_WAIT,
+    which a stopped mail catcher leaves for a minute after each mail. Without it,
+    `make run` right after a Ctrl-C said the mail port was in use.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 class Stack:
@@ -84,6 +116,7 @@ class Stack:
         self.server: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
         self.catcher: MailCatcher | None = None
+        self.worker_grace = _worker_stop_grace()
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -125,7 +158,9 @@ class Stack:
         return 0
 
     def shutdown(self) -> None:
-        _stop_process(self.worker)
+        # The worker drains first: mail in flight gets its grace period, and it can
+        # still reach the mail catcher and the server, which stop after it.
+        _stop_process(self.worker, grace=self.worker_grace)
         self.worker = None
         if self.catcher is not None:
             self.catcher.stop()
@@ -155,6 +190,7 @@ class Stack:
             "warn",
             *[arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)],
             *dev_server_flags(),
+            *dynamic_config_flags(),
         ]
         self.server = _spawn(command, self.data_dir / "temporal.log")
         await self._wait_until_server_answers()
@@ -234,12 +270,23 @@ def _spawn(command: list[str], log_path: Path, env: dict | None = None) -> subpr
         )
 
 
-def _stop_process(process: subprocess.Popen | None) -> None:
+def _worker_stop_grace() -> float:
+    """The worker's own drain time (read from the same environment) plus a margin."""
+    from escalator.worker_runtime import graceful_shutdown_timeout
+
+    try:
+        drain = graceful_shutdown_timeout().total_seconds()
+    except EscalatorError:
+        drain = 0.0  # the worker refused to start on it, so there is nothing to drain
+    return drain + STOP_GRACE_SECONDS
+
+
+def _stop_process(process: subprocess.Popen | None, grace: float = STOP_GRACE_SECONDS) -> None:
     if process is None or process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
     try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
+        process.wait(timeout=grace)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

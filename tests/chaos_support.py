@@ -1,12 +1,13 @@
 """Helpers for the chaos tests (tests/test_chaos.py).
 
 - `DevServerProcess`: the Temporal dev server on a SQLite file, started the way
-  `escalator up` starts it (same pragmas and search attributes), that can be
-  stopped with SIGTERM and started again on the same file.
+  `escalator up` starts it (same pragmas, search attributes and dynamic config),
+  that can be stopped with SIGTERM and started again on the same file.
 - `LoggedWorker`: the real `worker.py` as a subprocess whose log goes to a file
   (a pipe nobody reads would block a busy worker), with kill -9.
 - `BouncingMailSink`: the tests' SMTP sink, which answers 550 to any recipient
-  whose address contains "bounce" and notes when each message arrived.
+  whose address contains "bounce" and notes when each message arrived;
+  `SlowMailSink` takes its time over each message, to catch a worker mid-send.
 - Readers for what a case's timeline says was delivered.
 """
 
@@ -29,7 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from escalator.binaries import find_binary
 from escalator.models import TimelineEvent
 from escalator.search_attributes import dev_server_flags
-from escalator.stack import SQLITE_PRAGMAS
+from escalator.stack import SQLITE_PRAGMAS, dynamic_config_flags
 
 LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 90.0  # generous: the machine has 2 cores and other test runs
@@ -50,10 +51,15 @@ def tail(path: Path, lines: int = 15) -> str:
 
 
 class DevServerProcess:
-    """`temporal server start-dev` on a SQLite file; stop and start it on the same file."""
+    """`temporal server start-dev` on a SQLite file; stop and start it on the same file.
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    `tuned=False` leaves out Escalator's dynamic config (Temporal's own defaults, e.g.
+    a 10 s workflow task timeout), to measure what the tuning changes.
+    """
+
+    def __init__(self, data_dir: Path, port: int | None = None, *, tuned: bool = True) -> None:
         self.data_dir = data_dir
+        self.tuned = tuned
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.db_path = data_dir / "temporal.db"
         self.log_path = data_dir / "temporal.log"
@@ -83,6 +89,7 @@ class DevServerProcess:
             "error",
             *[arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)],
             *dev_server_flags(),
+            *(dynamic_config_flags() if self.tuned else []),
         ]
 
     async def start(self) -> DevServerProcess:
@@ -271,6 +278,46 @@ class BouncingMailSink(MailSink):
             m["X-Escalator-Purpose"] == purpose and recipient in m["X-Envelope-To"]
             for m in self.for_case(case_id)
         )
+
+
+class SlowMailSink(BouncingMailSink):
+    """A sink that takes `delay` seconds to answer each message's DATA, as a slow or
+    distant mail server does. The message is kept as soon as its data is in (before
+    the 250 answer, as a real server queues it), so a sender that gives up while
+    waiting for the answer and tries again delivers it twice. `receiving` counts the
+    messages whose answer is still pending."""
+
+    def __init__(self, delay: float, port: int | None = None) -> None:
+        super().__init__(port)
+        self.delay = delay
+        self.receiving = 0
+        self.answered: dict[str, datetime] = {}  # Message-ID: when it got its 250
+
+    def start(self) -> SlowMailSink:
+        from aiosmtpd.controller import Controller
+
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                import email
+                import email.policy
+
+                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+                message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+                message["X-Sink-Received"] = datetime.now(UTC).isoformat()
+                sink.messages.append(message)
+                sink.receiving += 1
+                try:
+                    await asyncio.sleep(sink.delay)
+                finally:
+                    sink.receiving -= 1
+                sink.answered[message["Message-ID"]] = datetime.now(UTC)
+                return "250 OK"
+
+        self._controller = Controller(Handler(), hostname=LOOPBACK, port=self.port)
+        self._controller.start()
+        return self
 
 
 def received_at(message) -> datetime:

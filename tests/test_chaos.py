@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import random
+import signal
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -33,10 +34,13 @@ from chaos_support import (
     sent_message_ids,
 )
 from support import actor, eventually, unique_queue
+from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.worker import Replayer
 
 from escalator.models import CaseStatus, workflow_id_for
 from escalator.policy import Policy
+from escalator.stack import WORKFLOW_TASK_TIMEOUT
+from escalator.worker_runtime import DEFAULT_STICKY_TIMEOUT
 from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
@@ -306,6 +310,15 @@ def check_case_delivery(sink: BouncingMailSink, case_id: str, timeline) -> list[
 
 CASES = 50
 KILLS = 5
+CATCH_UP_SLACK = 5.0  # seconds
+
+
+def sticky_seconds() -> float:
+    return DEFAULT_STICKY_TIMEOUT.total_seconds()
+
+
+def task_timeout_seconds() -> float:
+    return float(WORKFLOW_TASK_TIMEOUT.removesuffix("s"))
 
 
 async def test_fifty_cases_survive_repeated_kill_9_of_the_worker(server, chaos, seed):
@@ -344,8 +357,16 @@ async def test_fifty_cases_survive_repeated_kill_9_of_the_worker(server, chaos, 
     # The kills must land while cases are still climbing, or this proves nothing.
     assert kills[0]["cases_not_yet_at_L3"] == CASES, kills
 
+    last_restart_ready = time.monotonic() - began
     await wait_for_all(escalator, case_ids, lambda s: s.tier_level == 3, within=120, what="at L3")
     at_l3_after = time.monotonic() - began
+    # After the last restart nothing is killed any more, so every case gets to L3
+    # within the timeouts that hand a dead worker's tasks on (a task it held: the
+    # workflow task timeout; one queued for it: the sticky timeout), L2's own 3 s,
+    # and some slack for 50 cases on a small machine.
+    caught_up = at_l3_after - last_restart_ready
+    bound = sticky_seconds() + task_timeout_seconds() + 3 + CATCH_UP_SLACK
+    assert caught_up < bound, f"seed {seed}: at L3 {caught_up:.1f}s after the last restart"
     await resolve_all(escalator, case_ids)
     outcomes = await outcomes_one_by_one(escalator, case_ids)
 
@@ -379,6 +400,7 @@ async def test_fifty_cases_survive_repeated_kill_9_of_the_worker(server, chaos, 
         "kills_survived": worker.kills,
         "kills": kills,
         "all_at_L3_after_s": round(at_l3_after, 1),
+        "all_at_L3_after_last_restart_s": round(at_l3_after - last_restart_ready, 1),
         "escalations": sum(o.escalations for o in outcomes.values()),
         "expected_notifications": CASES * len(expected_mails("x")),
         "expected_notifications_delivered": CASES * len(expected_mails("x"))
@@ -677,3 +699,135 @@ async def test_a_permanently_refused_address_is_recorded_and_the_case_goes_on(se
         "example": failed.detail,
         "case_resolved": outcome.resolved_by == "closer",
     }
+
+
+# -- 6. how late a case acts after its worker dies ------------------------------------------
+
+# After kill -9, Temporal hands a dead worker's work on only when a timeout says the
+# worker is gone: a workflow task that waits on the dead worker's sticky queue after
+# the sticky schedule-to-start timeout (Worker option, ESCALATOR_STICKY_TIMEOUT), one
+# the worker had taken after the workflow task timeout (server dynamic config,
+# escalator/stack.py). CHAOS_BASELINE=1 also measures, in the same run, Temporal's
+# defaults (10 s and 10 s) and a 3 s sticky timeout, for docs/reliability.md.
+L2_SLA = 5
+RECOVERY_SLACK = 3.0  # seconds on top of the timeout: dispatch, mail, a loaded machine
+RECOVERY_VARIANTS = {
+    # name: (server with Escalator's dynamic config, ESCALATOR_STICKY_TIMEOUT)
+    "escalator": (True, None),
+    "defaults": (False, "10"),
+    "sticky-3s": (True, "3"),
+}
+
+
+async def _kill_recovery(chaos, dev, sink, *, variant: str, holding: bool) -> dict:
+    """One case: L1 3 s, then L2 5 s (warned at 75 %). Once it is at L2 its worker
+    dies, either idle, 1 s before the L2 warning falls due (kill -9), or holding the
+    warning's workflow task (frozen with SIGSTOP 1 s before it falls due, so the task
+    is handed to it and never answered, then killed 1 s after). A second worker has
+    been polling since the case was on the first, so the figures are Temporal's
+    timeouts, not a worker's start-up. Lateness is measured at the SMTP server."""
+    label = f"{variant}-{'holding' if holding else 'idle'}"
+    queue = unique_queue(f"chaos-recover-{label}")
+    sticky = RECOVERY_VARIANTS[variant][1]
+    doomed = chaos.worker(f"doomed-{label}", dev.address, queue, sink)
+    standby = chaos.worker(f"standby-{label}", dev.address, queue, sink)
+    for worker in (doomed, standby):
+        if sticky:
+            worker.env["ESCALATOR_STICKY_TIMEOUT"] = sticky
+    doomed.start()
+    await doomed.ready()
+    escalator = EscalatorClient(await dev.connect(), queue)
+    case_id = f"recover-{label}"
+    await escalator.start_case(new_case(case_id, policy(3, l2_first_response=L2_SLA)))
+    # The case's first task is done, so its tasks now go to the doomed worker alone.
+    await eventually(lambda: sink.got(case_id, "tier_entry", L1), within=30)
+    await escalator.status(case_id)
+    standby.start()
+    await standby.ready()
+
+    async def settled_at_l2():
+        # At L2, with its mails sent and recorded: no task in flight until the warning.
+        status = await escalator.status(case_id)
+        sent = [e.detail for e in events(status.timeline, "notification_sent")]
+        done = status.tier_level == 2 and sum("assessment" in d for d in sent) >= 1
+        return status if done and len(sent) >= 4 else None
+
+    status = await eventually(settled_at_l2, within=30, interval=0.1)
+    warning_due = status.next_deadline.at
+    assert status.next_deadline.kind == "warning", status.next_deadline
+    [to_l2] = events(status.timeline, "escalated")
+    breach_due = to_l2.at + timedelta(seconds=L2_SLA)
+
+    def until(moment: datetime) -> float:
+        return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+    await asyncio.sleep(until(warning_due - timedelta(seconds=1)))
+    if holding:
+        doomed.process.send_signal(signal.SIGSTOP)  # its polls stay open, unanswered
+        await asyncio.sleep(until(warning_due + timedelta(seconds=1)))
+    killed_at = datetime.now(UTC)
+    before_warning = (warning_due - killed_at).total_seconds()
+    assert before_warning > 0 if not holding else before_warning < 0, (label, before_warning)
+    doomed.kill()
+    await eventually(lambda: sink.got(case_id, "tier_entry", L3), within=90, interval=0.1)
+
+    def mail_at(purpose: str, recipient: str) -> datetime:
+        [message] = [
+            m
+            for m in sink.for_case(case_id)
+            if m["X-Escalator-Purpose"] == purpose and recipient in m["X-Envelope-To"]
+        ]
+        return received_at(message)
+
+    client = await dev.connect()
+    history = await client.get_workflow_handle(workflow_id_for(case_id)).fetch_history()
+    timed_out = [
+        TimeoutType.Name(e.workflow_task_timed_out_event_attributes.timeout_type)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT
+    ]
+    started = history.events[0].workflow_execution_started_event_attributes
+    return {
+        "scenario": label,
+        "workflow_task_timeout_s": started.workflow_task_timeout.ToTimedelta().total_seconds(),
+        "sticky_timeout_s": float(sticky or 0) or DEFAULT_STICKY_TIMEOUT.total_seconds(),
+        "killed_before_warning_s": round(before_warning, 2),
+        "L2_warning_late_by_s": round((mail_at("warning", L2) - warning_due).total_seconds(), 2),
+        "L3_late_by_s": round((mail_at("tier_entry", L3) - breach_due).total_seconds(), 2),
+        "workflow_tasks_timed_out": timed_out,
+    }
+
+
+async def test_a_case_whose_worker_died_acts_within_the_tuned_timeouts(chaos):
+    variants = ["escalator"]
+    if os.environ.get("CHAOS_BASELINE"):
+        variants += ["defaults", "sticky-3s"]
+    servers = {True: DevServerProcess(chaos.tmp_path / "tuned")}
+    if "defaults" in variants:
+        servers[False] = DevServerProcess(chaos.tmp_path / "defaults", tuned=False)
+    chaos.servers += servers.values()
+    await asyncio.gather(*(dev.start() for dev in servers.values()))
+    sink = chaos.sink()
+    runs = []
+    for variant in variants:  # one variant at a time: four workers are enough load
+        dev = servers[RECOVERY_VARIANTS[variant][0]]
+        runs += await asyncio.gather(
+            *(
+                _kill_recovery(chaos, dev, sink, variant=variant, holding=holding)
+                for holding in (False, True)
+            )
+        )
+    by_label = {run["scenario"]: run for run in runs}
+    FIGURES["kill_recovery"] = by_label
+    idle, holding = by_label["escalator-idle"], by_label["escalator-holding"]
+    sticky, task_timeout = sticky_seconds(), task_timeout_seconds()
+    # The dynamic config took: the case got the server's default, not Temporal's.
+    assert holding["workflow_task_timeout_s"] == task_timeout, holding
+    # Idle: the warning's task waited on the dead worker's sticky queue.
+    assert "TIMEOUT_TYPE_SCHEDULE_TO_START" in idle["workflow_tasks_timed_out"], idle
+    assert 0 <= idle["L2_warning_late_by_s"] < sticky + RECOVERY_SLACK, idle
+    # Holding: the task it took timed out, and the standby took the retry at once.
+    assert "TIMEOUT_TYPE_START_TO_CLOSE" in holding["workflow_tasks_timed_out"], holding
+    assert 0 <= holding["L2_warning_late_by_s"] < task_timeout + RECOVERY_SLACK, holding
+    for run in (idle, holding):  # the L3 deadline, 1.25 s after the warning, follows it
+        assert run["L3_late_by_s"] < run["L2_warning_late_by_s"] + 1.0, run
