@@ -22,6 +22,8 @@ import yaml
 from escalator.search_attributes import ALL_KEYS, cli_type
 from escalator.settings import DEFAULT_TASK_QUEUE, TemporalSettings
 from escalator.smtp_settings import SmtpSettings
+from escalator.stack import WORKFLOW_TASK_TIMEOUT, dynamic_config_flags
+from escalator.worker_runtime import graceful_shutdown_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -345,6 +347,33 @@ def test_temporal_server_uses_postgres_and_our_dynamic_config(services: dict) ->
     config = yaml.safe_load(host_file.read_text())
     assert config["limit.maxIDLength"][0]["value"] == 255
     assert config["system.forceSearchAttributesCacheRefreshOnRead"][0]["value"] is True
+
+
+def test_the_server_default_workflow_task_timeout_matches_escalator_up(services: dict) -> None:
+    # `escalator up` passes the same value to the dev server (escalator/stack.py).
+    server = services["temporal"]
+    config_path = PurePosixPath("/etc/temporal") / environment(server)["DYNAMIC_CONFIG_FILE_PATH"]
+    config = yaml.safe_load(host_path(server, config_path).read_text())
+    [entry] = config["history.defaultWorkflowTaskTimeout"]
+    assert entry == {"value": WORKFLOW_TASK_TIMEOUT, "constraints": {}}
+    assert dynamic_config_flags() == [
+        "--dynamic-config-value",
+        f'history.defaultWorkflowTaskTimeout="{WORKFLOW_TASK_TIMEOUT}"',
+    ]
+
+
+def _seconds(duration: str) -> float:
+    """A compose duration such as 45s, 1m30s or 2m."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    parts = re.findall(r"(\d+(?:\.\d+)?)([hms])", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_compose_waits_longer_than_the_worker_drains(services: dict) -> None:
+    worker = services["worker"]
+    drain = graceful_shutdown_timeout(environment(worker)).total_seconds()
+    assert _seconds(str(worker["stop_grace_period"])) >= drain + 10
 
 
 def test_schema_job_runs_our_postgres_script(services: dict) -> None:

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from activities import ALL_ACTIVITIES
 from escalator.assessment import ai_task_queue
 from escalator.errors import EscalatorError
-from escalator.worker_runtime import options_from_env, split_activities
+from escalator.worker_runtime import (
+    build_workers,
+    graceful_shutdown_timeout,
+    options_from_env,
+    split_activities,
+)
 
 
 def test_model_calls_are_split_off_by_activity_name():
@@ -36,6 +43,35 @@ def test_tuning_values_are_read():
     assert (options["max_cached_workflows"], options["ai_concurrency"]) == (300, 50)
 
 
+def test_the_worker_drains_for_a_delivery_attempt_and_keeps_the_sdk_sticky_timeout():
+    options = options_from_env({})
+    assert options["graceful_shutdown_timeout"] == timedelta(seconds=30)
+    assert options["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=10)
+    assert graceful_shutdown_timeout({}) == timedelta(seconds=30)
+
+
+def test_shutdown_and_sticky_timeouts_are_read_in_seconds():
+    options = options_from_env(
+        {"ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT": " 12.5 ", "ESCALATOR_STICKY_TIMEOUT": "3"}
+    )
+    assert options["graceful_shutdown_timeout"] == timedelta(seconds=12.5)
+    assert options["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=3)
+    # 0 means "cancel activities at once", the SDK's own default.
+    assert graceful_shutdown_timeout({"ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT": "0"}) == timedelta()
+
+
+async def test_both_workers_get_the_drain_time(dev_env):
+    workers = build_workers(
+        dev_env.client,
+        "drain-config",
+        graceful_shutdown_timeout=timedelta(seconds=7),
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=4),
+    )
+    assert [w.config()["graceful_shutdown_timeout"] for w in workers] == [timedelta(seconds=7)] * 2
+    # The sticky queue is the case worker's alone: the AI worker runs no workflows.
+    assert workers[0].config()["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=4)
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "message"),
     [
@@ -43,6 +79,12 @@ def test_tuning_values_are_read():
         ("ESCALATOR_MAX_CACHED_WORKFLOWS", "0", "must be a whole number of at least 1"),
         ("ESCALATOR_AI_CONCURRENCY", "-3", "must be a whole number of at least 1"),
         ("ESCALATOR_WORKFLOW_SANDBOX", "maybe", "must be on or off"),
+        ("ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT", "soon", "seconds from 0 to 3600"),
+        ("ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT", "-1", "seconds from 0 to 3600"),
+        ("ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT", "inf", "seconds from 0 to 3600"),
+        ("ESCALATOR_STICKY_TIMEOUT", "0", "more than 0 and at most 3600"),
+        ("ESCALATOR_STICKY_TIMEOUT", "nan", "more than 0 and at most 3600"),
+        ("ESCALATOR_STICKY_TIMEOUT", "10s", "more than 0 and at most 3600"),
     ],
 )
 def test_bad_worker_settings_are_one_line_errors_naming_the_variable(variable, value, message):
