@@ -26,7 +26,9 @@ from escalator.models import CaseInput
 from escalator.policy_files import parse_policy_text
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
-POLICY_SETTINGS = settings(max_examples=150, deadline=None, database=None)
+# Policy texts are emitted by ruamel.yaml, whose emitter can write flow YAML its own
+# parser refuses; derandomized, so a new such quirk fails here, not a random CI run.
+POLICY_SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True)
 
 MAX_SECONDS = timedelta.max // timedelta(seconds=1)  # 999999999 days 23:59:59
 _FORMATTED = re.compile(r"^(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?$")
@@ -189,7 +191,7 @@ _TEXT = st.text(
     max_size=20,
     # ruamel.yaml writes `:0` unquoted in flow style and then cannot read it back (its
     # parser is stricter than its emitter there); a person writing a policy quotes it.
-).filter(lambda text: not text.startswith(":"))
+).filter(lambda text: text[0] not in ":?-")
 _EMAIL = st.from_regex(
     r"\A[a-z][a-z0-9]{0,8}(?:[._+-][a-z0-9]{1,5})?@[a-z]{1,8}\.(?:com|org|example)\Z"
 )
