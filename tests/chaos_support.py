@@ -253,18 +253,22 @@ class BouncingMailSink(MailSink):
                 return "250 OK"
 
             async def handle_DATA(self, server, session, envelope):
-                import email
-                import email.policy
-
-                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-                message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
-                message["X-Sink-Received"] = datetime.now(UTC).isoformat()
-                sink.messages.append(message)
-                return "250 OK"
+                return await sink.take(envelope)
 
         self._controller = Controller(Handler(), hostname=LOOPBACK, port=self.port)
         self._controller.start()
         return self
+
+    async def take(self, envelope) -> str:
+        """Keep one message, stamped with its recipients and arrival time; the answer."""
+        import email
+        import email.policy
+
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        message["X-Sink-Received"] = datetime.now(UTC).isoformat()
+        self.messages.append(message)
+        return "250 OK"
 
     @property
     def up(self) -> bool:
@@ -293,31 +297,16 @@ class SlowMailSink(BouncingMailSink):
         self.receiving = 0
         self.answered: dict[str, datetime] = {}  # Message-ID: when it got its 250
 
-    def start(self) -> SlowMailSink:
-        from aiosmtpd.controller import Controller
-
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                import email
-                import email.policy
-
-                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-                message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
-                message["X-Sink-Received"] = datetime.now(UTC).isoformat()
-                sink.messages.append(message)
-                sink.receiving += 1
-                try:
-                    await asyncio.sleep(sink.delay)
-                finally:
-                    sink.receiving -= 1
-                sink.answered[message["Message-ID"]] = datetime.now(UTC)
-                return "250 OK"
-
-        self._controller = Controller(Handler(), hostname=LOOPBACK, port=self.port)
-        self._controller.start()
-        return self
+    async def take(self, envelope) -> str:
+        answer = await super().take(envelope)
+        message_id = self.messages[-1]["Message-ID"]  # before another can arrive
+        self.receiving += 1
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.receiving -= 1
+        self.answered[message_id] = datetime.now(UTC)
+        return answer
 
 
 def received_at(message) -> datetime:
