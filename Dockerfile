@@ -13,7 +13,7 @@ WORKDIR /app
 
 # The project and its runtime dependencies only (no dev extras). The source stays in
 # /app as well, owned by root and read-only for the worker: `python worker.py`
-# imports the packages from here, and escalator/policy_files.py finds policies/
+# imports the packages from here, and escalator/adapters/policy_files.py finds policies/
 # next to them.
 COPY . /app
 #

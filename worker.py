@@ -6,8 +6,8 @@ import logging
 import os
 import sys
 
-from escalator.errors import EscalatorError
-from escalator.worker_runtime import run_worker
+from escalator.domain.errors import EscalatorError
+from escalator.runtime.worker import run_worker
 
 
 def main() -> int:

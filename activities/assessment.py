@@ -1,6 +1,6 @@
 """AI activities: `assess_case` and `draft_for_audience`, one Messages API call each.
 
-Temporal owns the retries (see ASSESSMENT_* in escalator/assessment.py), so the SDK's
+Temporal owns the retries (see ASSESSMENT_* in escalator/domain/assessment.py), so the SDK's
 own retries are off (`max_retries=0`) and its timeout is short: one attempt is one
 HTTP request, and every failure is classified here:
 
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from escalator.assessment import (
+from escalator.domain.assessment import (
     ASSESS_CASE,
     ASSESSMENT_TOOL,
     ASSESSMENT_TOOL_CHOICE,

@@ -23,11 +23,11 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from escalator.errors import InvalidInput
-from escalator.models import DeliveryReceipt, Notification
-from escalator.notification_text import header_safe, render_email, webhook_payload
-from escalator.policy import check_email
-from escalator.smtp_settings import SmtpSettings
+from escalator.adapters.smtp_settings import SmtpSettings
+from escalator.domain.errors import InvalidInput
+from escalator.domain.models import DeliveryReceipt, Notification
+from escalator.domain.notification_text import header_safe, render_email, webhook_payload
+from escalator.domain.policy import check_email
 
 PERMANENT = "PermanentDeliveryError"
 TRANSIENT = "TransientDeliveryError"

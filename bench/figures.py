@@ -27,7 +27,7 @@ from bench.harness import (
     summary,
 )
 from bench.sides import SIDES, EscalatorSide, MinimalSide, Plan
-from escalator.worker_runtime import PRODUCTION_MAX_CACHED_WORKFLOWS
+from escalator.runtime.worker import PRODUCTION_MAX_CACHED_WORKFLOWS
 
 # -- results --------------------------------------------------------------------------
 

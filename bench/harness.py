@@ -29,9 +29,9 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from escalator.binaries import find_binary
-from escalator.search_attributes import dev_server_flags
-from escalator.stack import SQLITE_PRAGMAS
+from escalator.devstack.binaries import find_binary
+from escalator.devstack.stack import SQLITE_PRAGMAS
+from escalator.domain.search_attributes import dev_server_flags
 
 ROOT = Path(__file__).resolve().parent.parent
 LOOPBACK = "127.0.0.1"

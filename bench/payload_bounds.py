@@ -31,10 +31,10 @@ from temporalio.common import RawValue
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from escalator import limits
-from escalator.assessment import AssessmentRequest, AssessmentResult, offline_assessment
-from escalator.binaries import find_binary
-from escalator.models import (
+from escalator.devstack.binaries import find_binary
+from escalator.domain import limits
+from escalator.domain.assessment import AssessmentRequest, AssessmentResult, offline_assessment
+from escalator.domain.models import (
     MAX_CASE_INPUT_BYTES,
     Actor,
     AddNoteRequest,
@@ -46,9 +46,9 @@ from escalator.models import (
     ReopenRequest,
     ResolveRequest,
 )
-from escalator.policy import Policy
-from escalator.search_attributes import ALL_KEYS
-from escalator.worker_runtime import build_workers, running
+from escalator.domain.policy import Policy
+from escalator.domain.search_attributes import ALL_KEYS
+from escalator.runtime.worker import build_workers, running
 
 PAYLOAD_LIMIT = 2 * 1024 * 1024
 GRPC_LIMIT = 4 * 1024 * 1024

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from bench import figures, report
 from bench.harness import ROOT, stop_all_children
-from escalator.binaries import find_binary
+from escalator.devstack.binaries import find_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
 ALL = ("a", "b", "c", "d", "e", "f", "g")

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from temporalio.client import Client
 
 from bench.minimal import MinimalInput, Stage
-from escalator.policy import Policy
+from escalator.domain.policy import Policy
 from starter import EscalatorClient
 
 DESCRIPTION = (

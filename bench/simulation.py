@@ -23,7 +23,8 @@ from bench.minimal import MinimalEscalation
 from bench.minimal_activities import RECORDED
 from bench.sides import EscalatorSide, MinimalSide, Plan
 from bench.worker import worker_options
-from escalator.assessment import (
+from escalator.devstack.binaries import find_binary
+from escalator.domain.assessment import (
     AssessmentRequest,
     AssessmentResult,
     Draft,
@@ -31,10 +32,9 @@ from escalator.assessment import (
     offline_assessment,
     offline_draft,
 )
-from escalator.binaries import find_binary
-from escalator.models import DeliveryReceipt, Notification
-from escalator.search_attributes import indexed_types
-from escalator.worker_runtime import build_workers, running
+from escalator.domain.models import DeliveryReceipt, Notification
+from escalator.domain.search_attributes import indexed_types
+from escalator.runtime.worker import build_workers, running
 
 HOUR = 3600.0
 PLAN = Plan(timeouts=(48 * HOUR, 72 * HOUR, None))

@@ -6,7 +6,7 @@
 Both kinds connect the same way (pydantic data converter), log the way worker.py
 does, and take the same settings, so any difference the benchmarks show comes
 from the workflows, not from how their workers are configured. The Escalator
-worker is `escalator.worker_runtime.build_workers`, the one worker.py runs.
+worker is `escalator.runtime.worker.build_workers`, the one worker.py runs.
 """
 
 from __future__ import annotations
@@ -53,13 +53,13 @@ def worker_options(settings: dict[str, str]) -> dict:
 
 
 async def run(args: argparse.Namespace) -> None:
-    from escalator.settings import TemporalSettings
-    from escalator.temporal_client import connect
+    from escalator.adapters.settings import TemporalSettings
+    from escalator.adapters.temporal_client import connect
 
     client = await connect(TemporalSettings(address=args.address, task_queue=args.task_queue))
     options = worker_options(dict(item.split("=", 1) for item in args.set))
     if args.kind == "escalator":
-        from escalator.worker_runtime import (
+        from escalator.runtime.worker import (
             build_workers,
             cache_workflow_bytecode,
             options_from_env,
@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    from escalator.worker_runtime import running
+    from escalator.runtime.worker import running
 
     async with running(workers):
         # Tells the harness that the worker polls (a tiny, local write).

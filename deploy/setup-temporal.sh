@@ -19,7 +19,7 @@ RETENTION="${TEMPORAL_NAMESPACE_RETENTION:-72h}"
 MAX_ATTEMPTS="${SETUP_MAX_ATTEMPTS:-60}"
 RETRY_DELAY="${SETUP_RETRY_DELAY:-2}"
 
-# Must match escalator/search_attributes.py (ALL_KEYS, cli_type); tests/test_compose.py
+# Must match escalator/domain/search_attributes.py (ALL_KEYS, cli_type); tests/test_compose.py
 # fails when the two differ. One Name=Type per line between the markers.
 # BEGIN search-attributes
 SEARCH_ATTRIBUTES=(

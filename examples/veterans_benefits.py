@@ -13,8 +13,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from escalator.models import CaseInput, Customer
-from escalator.policy import Policy
+from escalator.domain.models import CaseInput, Customer
+from escalator.domain.policy import Policy
 
 
 def benefits_policy() -> Policy:

@@ -27,10 +27,12 @@ from temporalio.common import WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from escalator.assessment import Draft
-from escalator.briefing import render_static_details
-from escalator.errors import EscalatorError, InvalidInput, describe_validation_error
-from escalator.models import (
+from escalator.adapters.settings import TemporalSettings
+from escalator.adapters.temporal_client import connect
+from escalator.domain.assessment import Draft
+from escalator.domain.briefing import render_static_details
+from escalator.domain.errors import EscalatorError, InvalidInput, describe_validation_error
+from escalator.domain.models import (
     ActionResult,
     Actor,
     AddNoteRequest,
@@ -52,9 +54,7 @@ from escalator.models import (
     with_running_hold,
     workflow_id_for,
 )
-from escalator.rules import escalation_note_problem
-from escalator.settings import TemporalSettings
-from escalator.temporal_client import connect
+from escalator.domain.rules import escalation_note_problem
 from workflows.escalation import EscalationWorkflow
 
 __all__ = [

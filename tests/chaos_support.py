@@ -27,10 +27,10 @@ from support import MailSink, WorkerProcess, free_port
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
-from escalator.binaries import find_binary
-from escalator.models import TimelineEvent
-from escalator.search_attributes import dev_server_flags
-from escalator.stack import SQLITE_PRAGMAS, dynamic_config_flags
+from escalator.devstack.binaries import find_binary
+from escalator.devstack.stack import SQLITE_PRAGMAS, dynamic_config_flags
+from escalator.domain.models import TimelineEvent
+from escalator.domain.search_attributes import dev_server_flags
 
 LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 90.0  # generous: the machine has 2 cores and other test runs

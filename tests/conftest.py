@@ -11,8 +11,8 @@ from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from escalator.binaries import find_binary
-from escalator.search_attributes import ALL_KEYS, indexed_types
+from escalator.devstack.binaries import find_binary
+from escalator.domain.search_attributes import ALL_KEYS, indexed_types
 from starter import EscalatorClient
 
 ROOT = Path(__file__).resolve().parent.parent

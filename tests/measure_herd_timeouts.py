@@ -35,7 +35,7 @@ from chaos_support import (  # noqa: E402
 from support import seconds_policy, unique_queue  # noqa: E402
 from temporalio.api.enums.v1 import EventType, TimeoutType  # noqa: E402
 
-from escalator.models import workflow_id_for  # noqa: E402
+from escalator.domain.models import workflow_id_for  # noqa: E402
 from starter import EscalatorClient  # noqa: E402
 
 L2 = "l2@example.com"

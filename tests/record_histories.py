@@ -43,12 +43,12 @@ from temporalio.client import Client, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer, Worker
 
-from escalator.binaries import find_binary
-from escalator.codec import data_converter
-from escalator.models import Actor, workflow_id_for
-from escalator.policy import Policy
-from escalator.policy_files import load_policy
-from escalator.search_attributes import indexed_types
+from escalator.adapters.codec import data_converter
+from escalator.adapters.policy_files import load_policy
+from escalator.devstack.binaries import find_binary
+from escalator.domain.models import Actor, workflow_id_for
+from escalator.domain.policy import Policy
+from escalator.domain.search_attributes import indexed_types
 from starter import ActionRefused, EscalatorClient
 from workflows.escalation import EscalationWorkflow
 

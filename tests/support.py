@@ -11,7 +11,8 @@ from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from escalator.assessment import (
+from escalator.adapters.policy_files import load_policy
+from escalator.domain.assessment import (
     AssessmentRequest,
     AssessmentResult,
     Draft,
@@ -19,7 +20,7 @@ from escalator.assessment import (
     offline_assessment,
     offline_draft,
 )
-from escalator.models import (
+from escalator.domain.models import (
     Actor,
     CaseInput,
     CaseStatus,
@@ -27,8 +28,7 @@ from escalator.models import (
     Notification,
     ResolveRequest,
 )
-from escalator.policy import Policy
-from escalator.policy_files import load_policy
+from escalator.domain.policy import Policy
 from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
@@ -294,6 +294,6 @@ async def _assessments_landed(handle) -> bool:
 def case_workers(client, task_queue: str, activities, **options):
     """Run the product's two workers (cases and mail; model calls on `<queue>-ai`)
     with these activities, as `async with case_workers(...):`."""
-    from escalator.worker_runtime import build_workers, running
+    from escalator.runtime.worker import build_workers, running
 
     return running(build_workers(client, task_queue, activities, **options))

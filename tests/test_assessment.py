@@ -29,7 +29,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import assessment as ai
 from activities.assessment import ALL_AI_ACTIVITIES, assess_case, draft_for_audience
-from escalator.assessment import (
+from escalator.domain.assessment import (
     ASSESSMENT_ATTEMPT_TIMEOUT,
     ASSESSMENT_GIVE_UP_AFTER,
     ASSESSMENT_NON_RETRYABLE_ERRORS,
@@ -44,7 +44,7 @@ from escalator.assessment import (
     offline_assessment,
     offline_draft,
 )
-from escalator.models import CaseNote, Escalation, EscalationNote, TierRef
+from escalator.domain.models import CaseNote, Escalation, EscalationNote, TierRef
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 API_KEY = "test-key-do-not-leak-7f3a"
@@ -483,9 +483,9 @@ def test_the_tool_schema_is_a_valid_input_schema():
 
 
 def test_the_pure_module_imports_no_network_library():
-    # escalator.assessment is imported by workflow code, inside Temporal's sandbox.
+    # escalator.domain.assessment is imported by workflow code, inside Temporal's sandbox.
     code = (
-        "import sys, escalator.assessment\n"
+        "import sys, escalator.domain.assessment\n"
         "bad = [m for m in ('anthropic', 'httpx', 'httpx2', 'temporalio') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

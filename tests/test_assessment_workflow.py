@@ -22,7 +22,7 @@ from support import (
 )
 from temporalio.exceptions import ApplicationError
 
-from escalator.assessment import offline_assessment
+from escalator.domain.assessment import offline_assessment
 from examples.veterans_benefits import benefits_case
 from starter import ActionRefused, EscalatorClient
 
@@ -142,7 +142,7 @@ async def test_briefing_shows_the_assessment_and_its_steps(desk: Desk):
     await desk.start("ai-4", policy=DEFAULT_POLICY)
     await desk.escalator.escalate("ai-4", actor("alice"), NOTE)
     status = await assessed(desk, "ai-4")
-    from escalator.briefing import render_briefing
+    from escalator.domain.briefing import render_briefing
 
     briefing = render_briefing(status)
     assert "### AI assessment (low confidence, offline heuristic)" in briefing
@@ -152,5 +152,5 @@ async def test_briefing_shows_the_assessment_and_its_steps(desk: Desk):
 
 
 def test_offline_stand_in_is_the_real_offline_assessor():
-    # The recorder answers with escalator.assessment.offline_assessment itself.
+    # The recorder answers with escalator.domain.assessment.offline_assessment itself.
     assert RecordingNotifier().assessor is offline_assessment

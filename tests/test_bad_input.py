@@ -60,11 +60,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.notifications import send_email
-from escalator import limits
-from escalator.binaries import find_binary
-from escalator.errors import InvalidInput, PolicyError
-from escalator.models import EscalateRequest, EscalationNote, HoldRequest
-from escalator.policy_files import load_policy
+from escalator.adapters.policy_files import load_policy
+from escalator.devstack.binaries import find_binary
+from escalator.domain import limits
+from escalator.domain.errors import InvalidInput, PolicyError
+from escalator.domain.models import EscalateRequest, EscalationNote, HoldRequest
 from starter import ActionRefused, CaseNotFound, EscalatorClient
 from workflows.escalation import EscalationWorkflow
 

@@ -24,10 +24,10 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
-from escalator import limits
-from escalator.binaries import find_binary
-from escalator.errors import InvalidInput
-from escalator.models import AddNoteRequest, EscalateRequest, EscalationNote
+from escalator.devstack.binaries import find_binary
+from escalator.domain import limits
+from escalator.domain.errors import InvalidInput
+from escalator.domain.models import AddNoteRequest, EscalateRequest, EscalationNote
 from starter import ActionRefused, EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
@@ -234,7 +234,12 @@ async def test_what_leaves_the_case_is_the_newest_entries_and_totals(desk):
 
     [entry] = await eventually(
         lambda: (
-            [n for n in notifier.sent if n.case.case_id == "chatty" and n.tier.level == 2] or None
+            [
+                n
+                for n in notifier.sent
+                if n.case.case_id == "chatty" and n.tier.level == 2 and n.purpose == "tier_entry"
+            ]
+            or None
         )
     )
     assert len(entry.notes) == limits.NOTIFICATION_NOTES

@@ -7,8 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 from support import DEFAULT_POLICY
 
-from escalator.briefing import render_briefing, render_static_details
-from escalator.models import CaseInput, CaseNote, CaseStatus, Deadline, Escalation, EscalationNote
+from escalator.domain.briefing import render_briefing, render_static_details
+from escalator.domain.models import (
+    CaseInput,
+    CaseNote,
+    CaseStatus,
+    Deadline,
+    Escalation,
+    EscalationNote,
+)
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 

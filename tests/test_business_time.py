@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from escalator.business_time import (
+from escalator.domain.business_time import (
     ALWAYS_OPEN,
     WEEKDAYS,
     BusinessCalendar,
@@ -285,7 +285,7 @@ from temporalio import workflow
 
 # Deliberately not passed through: the sandbox re-imports the module and hands it a
 # restricted proxy of zoneinfo.ZoneInfo.
-from escalator.business_time import BusinessCalendar, add_business_time
+from escalator.domain.business_time import BusinessCalendar, add_business_time
 
 
 @workflow.defn(sandboxed=True)

@@ -37,10 +37,10 @@ from support import actor, eventually, unique_queue
 from temporalio.api.enums.v1 import EventType, TimeoutType
 from temporalio.worker import Replayer
 
-from escalator.models import CaseStatus, workflow_id_for
-from escalator.policy import Policy
-from escalator.stack import WORKFLOW_TASK_TIMEOUT
-from escalator.worker_runtime import DEFAULT_STICKY_TIMEOUT
+from escalator.devstack.stack import WORKFLOW_TASK_TIMEOUT
+from escalator.domain.models import CaseStatus, workflow_id_for
+from escalator.domain.policy import Policy
+from escalator.runtime.worker import DEFAULT_STICKY_TIMEOUT
 from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
@@ -707,7 +707,7 @@ async def test_a_permanently_refused_address_is_recorded_and_the_case_goes_on(se
 # worker is gone: a workflow task that waits on the dead worker's sticky queue after
 # the sticky schedule-to-start timeout (Worker option, ESCALATOR_STICKY_TIMEOUT), one
 # the worker had taken after the workflow task timeout (server dynamic config,
-# escalator/stack.py). CHAOS_BASELINE=1 also measures, in the same run, Temporal's
+# escalator/devstack/stack.py). CHAOS_BASELINE=1 also measures, in the same run, Temporal's
 # defaults (10 s and 10 s) and a 3 s sticky timeout, for docs/reliability.md.
 L2_SLA = 5
 RECOVERY_SLACK = 3.0  # seconds on top of the timeout: dispatch, mail, a loaded machine

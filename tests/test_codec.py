@@ -13,7 +13,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DefaultFailureConverterWithEncodedAttributes
 from temporalio.exceptions import ApplicationError
 
-from escalator.codec import (
+from escalator.adapters.codec import (
     ENV_VAR,
     DecryptionFailed,
     EncryptionCodec,
@@ -22,8 +22,8 @@ from escalator.codec import (
     data_converter,
     generate_key_entry,
 )
-from escalator.errors import InvalidInput
-from escalator.models import Customer
+from escalator.domain.errors import InvalidInput
+from escalator.domain.models import Customer
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(100, 132))

@@ -15,9 +15,14 @@ from google.protobuf import json_format
 from support import eventually, free_port
 from temporalio.api.common.v1 import Payload, Payloads
 
-from escalator.codec import ENV_VAR, EncryptionCodec, KeyRing, generate_key_entry
-from escalator.codec_server import DEFAULT_ORIGINS, build_app, check_origin, run_codec_server
-from escalator.errors import InvalidInput
+from escalator.adapters.codec import ENV_VAR, EncryptionCodec, KeyRing, generate_key_entry
+from escalator.adapters.codec_server import (
+    DEFAULT_ORIGINS,
+    build_app,
+    check_origin,
+    run_codec_server,
+)
+from escalator.domain.errors import InvalidInput
 
 UI = "http://localhost:8233"
 COMPOSE_UI = "http://localhost:8080"
@@ -102,7 +107,7 @@ async def test_empty_batch_answers_an_empty_list(server):
 
 async def test_bad_requests_get_a_one_line_error_without_the_body(server, caplog):
     base, _, session = server
-    caplog.set_level(logging.INFO, logger="escalator.codec_server")
+    caplog.set_level(logging.INFO, logger="escalator.adapters.codec_server")
     # protobuf's own parse errors quote these values; the server must not pass them on.
     for secret_body in (
         '{"payloads": [{"metadata": "jane@acme.example"}]}',
@@ -175,11 +180,11 @@ async def test_other_origins_get_no_cors_and_no_decryption(server):
 
 async def test_logs_one_line_per_request_without_payloads(server, caplog):
     base, codec, session = server
-    caplog.set_level(logging.INFO, logger="escalator.codec_server")
+    caplog.set_level(logging.INFO, logger="escalator.adapters.codec_server")
     body = as_json(await codec.encode(PAYLOADS))
     async with session.post(f"{base}/decode", data=body, headers={**UI_HEADERS, "Origin": UI}):
         pass
-    [record] = [r for r in caplog.records if r.name == "escalator.codec_server"]
+    [record] = [r for r in caplog.records if r.name == "escalator.adapters.codec_server"]
     line = record.getMessage()
     assert "POST /decode 200 payloads=3" in line and UI in line and "namespace=default" in line
     assert "\n" not in line and "Jane" not in line and "jane" not in line
@@ -187,7 +192,7 @@ async def test_logs_one_line_per_request_without_payloads(server, caplog):
     caplog.clear()
     async with session.post(f"{base}/x%0Aforged%20line/decode", data="{}", headers=UI_HEADERS):
         pass
-    [record] = [r for r in caplog.records if r.name == "escalator.codec_server"]
+    [record] = [r for r in caplog.records if r.name == "escalator.adapters.codec_server"]
     assert "\n" not in record.getMessage() and "/x?forged line/decode 404" in record.getMessage()
 
 

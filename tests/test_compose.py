@@ -19,11 +19,11 @@ from pathlib import Path, PurePosixPath
 import pytest
 import yaml
 
-from escalator.search_attributes import ALL_KEYS, cli_type
-from escalator.settings import DEFAULT_TASK_QUEUE, TemporalSettings
-from escalator.smtp_settings import SmtpSettings
-from escalator.stack import WORKFLOW_TASK_TIMEOUT, dynamic_config_flags
-from escalator.worker_runtime import graceful_shutdown_timeout
+from escalator.adapters.settings import DEFAULT_TASK_QUEUE, TemporalSettings
+from escalator.adapters.smtp_settings import SmtpSettings
+from escalator.devstack.stack import WORKFLOW_TASK_TIMEOUT, dynamic_config_flags
+from escalator.domain.search_attributes import ALL_KEYS, cli_type
+from escalator.runtime.worker import graceful_shutdown_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -350,7 +350,7 @@ def test_temporal_server_uses_postgres_and_our_dynamic_config(services: dict) ->
 
 
 def test_the_server_default_workflow_task_timeout_matches_escalator_up(services: dict) -> None:
-    # `escalator up` passes the same value to the dev server (escalator/stack.py).
+    # `escalator up` passes the same value to the dev server (escalator/devstack/stack.py).
     server = services["temporal"]
     config_path = PurePosixPath("/etc/temporal") / environment(server)["DYNAMIC_CONFIG_FILE_PATH"]
     config = yaml.safe_load(host_path(server, config_path).read_text())
@@ -407,7 +407,7 @@ def search_attributes_in_script(text: str) -> dict[str, str]:
 def test_setup_script_lists_every_search_attribute_with_its_type() -> None:
     listed = search_attributes_in_script(SETUP_SCRIPT.read_text())
     assert listed == EXPECTED_SEARCH_ATTRIBUTES, (
-        "deploy/setup-temporal.sh must list exactly escalator.search_attributes.ALL_KEYS"
+        "deploy/setup-temporal.sh must list exactly escalator.domain.search_attributes.ALL_KEYS"
     )
 
 

@@ -14,8 +14,8 @@ from support import RecordingNotifier, actor, case_workers, eventually, seconds_
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import GetWorkflowExecutionHistoryRequest
 
-from escalator import limits
-from escalator.models import AddNoteRequest, TimelineEvent
+from escalator.domain import limits
+from escalator.domain.models import AddNoteRequest, TimelineEvent
 from starter import EscalatorClient
 
 pytestmark = pytest.mark.integration

@@ -20,10 +20,10 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
 
-from escalator.durations import format_duration, parse_duration
-from escalator.errors import PolicyError
-from escalator.models import CaseInput
-from escalator.policy_files import parse_policy_text
+from escalator.adapters.policy_files import parse_policy_text
+from escalator.domain.durations import format_duration, parse_duration
+from escalator.domain.errors import PolicyError
+from escalator.domain.models import CaseInput
 
 SETTINGS = settings(max_examples=300, deadline=None, database=None)
 # Policy texts are emitted by ruamel.yaml, whose emitter can write flow YAML its own

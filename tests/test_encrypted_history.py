@@ -1,7 +1,7 @@
 """Encrypted PII on the real dev server: the history Temporal stores holds no customer
 data in clear, while the case works as usual for clients and workers with the keys.
 
-Search attributes are never encrypted (`escalator/search_attributes.py`); they carry
+Search attributes are never encrypted (`escalator/domain/search_attributes.py`); they carry
 no customer data by design, so the staff user names below are not canaries.
 """
 
@@ -20,10 +20,10 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from escalator.binaries import find_binary
-from escalator.codec import ENV_VAR, EncryptionCodec, data_converter, generate_key_entry
-from escalator.models import CaseInput, workflow_id_for
-from escalator.search_attributes import ALL_KEYS
+from escalator.adapters.codec import ENV_VAR, EncryptionCodec, data_converter, generate_key_entry
+from escalator.devstack.binaries import find_binary
+from escalator.domain.models import CaseInput, workflow_id_for
+from escalator.domain.search_attributes import ALL_KEYS
 from starter import EscalatorClient
 from workflows.escalation import (
     PATCH_AI_TASK_QUEUE,

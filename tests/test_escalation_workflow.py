@@ -19,9 +19,9 @@ from temporalio.client import (
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from escalator.errors import InvalidInput
-from escalator.models import CaseInput, CaseStatus
-from escalator.policy import Policy
+from escalator.domain.errors import InvalidInput
+from escalator.domain.models import CaseInput, CaseStatus
+from escalator.domain.policy import Policy
 from examples.veterans_benefits import benefits_case
 from starter import ActionRefused
 from workflows.escalation import EscalationWorkflow
@@ -144,7 +144,7 @@ async def test_manual_escalation_carries_its_note_and_needs_a_reason(desk: Desk)
     with pytest.raises(InvalidInput, match="reason is required"):  # refused at the edge
         await desk.escalator.escalate("m1", actor("alice"), {**NOTE, "reason": ""}, wait=False)
     # The workflow also refuses a note without a reason that skipped the edge check.
-    from escalator.models import EscalateRequest
+    from escalator.domain.models import EscalateRequest
 
     handle = desk.env.client.get_workflow_handle("case-m1")
     bad = EscalateRequest(actor=actor("alice"), note={"reason": "", "steps_taken": ["x"]})

@@ -9,7 +9,7 @@ import pytest_asyncio
 from anthropic_standin import AnthropicStandIn
 from support import MailSink, WorkerProcess, actor, eventually, free_port, unique_queue
 
-from escalator.policy import Policy
+from escalator.domain.policy import Policy
 from starter import EscalatorClient
 
 pytestmark = pytest.mark.integration
@@ -158,7 +158,7 @@ async def test_hung_model_calls_never_take_the_slots_mail_needs(dev_env, monkeyp
     all hang. Were the model calls on the cases' queue, the first two would hold both
     slots and every later mail would wait for them; on the AI queue, mail flows."""
     from activities import ALL_ACTIVITIES
-    from escalator.worker_runtime import build_workers, running
+    from escalator.runtime.worker import build_workers, running
 
     standin = AnthropicStandIn()
     standin.default = "hang"

@@ -23,8 +23,8 @@ from support import (
     unique_queue,
 )
 
-from escalator import limits
-from escalator.models import AddNoteRequest
+from escalator.domain import limits
+from escalator.domain.models import AddNoteRequest
 from starter import EscalatorClient
 
 pytestmark = pytest.mark.integration

@@ -24,10 +24,10 @@ from temporalio.testing import ActivityEnvironment
 import activities
 from activities import notifications
 from activities.notifications import post_webhook, send_email
-from escalator.errors import InvalidInput
-from escalator.models import CaseBrief, Notification, TierRef
-from escalator.notification_text import webhook_payload
-from escalator.smtp_settings import SmtpSettings
+from escalator.adapters.smtp_settings import SmtpSettings
+from escalator.domain.errors import InvalidInput
+from escalator.domain.models import CaseBrief, Notification, TierRef
+from escalator.domain.notification_text import webhook_payload
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 PASSWORD = "hunter2-s3cret"
@@ -81,7 +81,7 @@ def clean_env(monkeypatch):
 
 
 def test_all_activities_are_exported_under_the_workflows_names():
-    from escalator import assessment
+    from escalator.domain import assessment
     from workflows import escalation
 
     names = {fn.__temporal_activity_definition.name for fn in activities.ALL_ACTIVITIES}

@@ -11,7 +11,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from escalator.models import (
+from escalator.domain.models import (
     CaseBrief,
     CaseNote,
     Deadline,
@@ -20,7 +20,7 @@ from escalator.models import (
     Notification,
     TierRef,
 )
-from escalator.notification_text import render_email, subject, webhook_payload
+from escalator.domain.notification_text import render_email, subject, webhook_payload
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 L1 = TierRef(level=1, name="Service Desk", team="helpdesk")

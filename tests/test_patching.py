@@ -42,9 +42,9 @@ with workflow.unsafe.imports_passed_through():
     from record_histories import CONVERTER, HISTORIES, case_workers, load_history
     from support import RecordingNotifier, actor, unique_queue
 
-    from escalator.models import CaseOutcome, EscalationNote
-    from escalator.policy import Tier
-    from escalator.policy_files import load_policy
+    from escalator.adapters.policy_files import load_policy
+    from escalator.domain.models import CaseOutcome, EscalationNote
+    from escalator.domain.policy import Tier
     from starter import EscalatorClient
 
 PATCH = "duty-manager-on-escalation"

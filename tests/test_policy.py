@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
-from escalator.durations import format_duration, parse_duration
-from escalator.errors import PolicyError
-from escalator.policy import Policy
-from escalator.policy_files import load_policy, parse_policy_text
+from escalator.adapters.policy_files import load_policy, parse_policy_text
+from escalator.domain.durations import format_duration, parse_duration
+from escalator.domain.errors import PolicyError
+from escalator.domain.policy import Policy
 from examples.veterans_benefits import benefits_policy
 
 ISSUE_EXAMPLE = """

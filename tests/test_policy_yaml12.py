@@ -10,10 +10,10 @@ from datetime import date, timedelta
 
 import pytest
 
-from escalator.errors import InvalidInput, PolicyError
-from escalator.models import CaseInput
-from escalator.policy import Policy, check_email
-from escalator.policy_files import MAX_VALUES, load_policy, parse_policy_text
+from escalator.adapters.policy_files import MAX_VALUES, load_policy, parse_policy_text
+from escalator.domain.errors import InvalidInput, PolicyError
+from escalator.domain.models import CaseInput
+from escalator.domain.policy import Policy, check_email
 
 BASE = """\
 escalation:
@@ -402,7 +402,7 @@ escalation:
     # ruamel warns about the re-used anchor name; on stderr that would be a second line.
     path = tmp_path / "anchors.yaml"
     path.write_text(text, encoding="utf-8")
-    script = f"from escalator.policy_files import load_policy; load_policy({str(path)!r})"
+    script = f"from escalator.adapters.policy_files import load_policy; load_policy({str(path)!r})"
     result = subprocess.run(
         [sys.executable, "-W", "default", "-c", script], capture_output=True, text=True
     )
@@ -410,7 +410,7 @@ escalation:
 
 
 def test_a_parsed_document_validates_without_positions():
-    from escalator.policy_files import parse_policy_document
+    from escalator.adapters.policy_files import parse_policy_document
 
     document = json.loads(parse_policy_text(BASE).model_dump_json())
     assert parse_policy_document({"escalation": document}) == parse_policy_text(BASE)

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from escalator.errors import InvalidInput
-from escalator.stack import StackOptions, check_ports_free, port_is_free
+from escalator.devstack.stack import StackOptions, check_ports_free, port_is_free
+from escalator.domain.errors import InvalidInput
 
 
 def _time_wait_port() -> int:

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from support import free_port
 
-from escalator.errors import InvalidInput
-from escalator.stack import LOOPBACK, StackOptions, check_ports_free, port_is_free
+from escalator.devstack.stack import LOOPBACK, StackOptions, check_ports_free, port_is_free
+from escalator.domain.errors import InvalidInput
 
 ESCALATOR = [sys.executable, "-m", "escalator.cli"]
 TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "0A": "LISTEN"}

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support import RecordingNotifier, actor, case_workers, seconds_policy, unique_queue
 
-from escalator.models import CaseStatus, HoldState, with_running_hold
+from escalator.domain.models import CaseStatus, HoldState, with_running_hold
 from starter import EscalatorClient
 
 T0 = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)

@@ -22,8 +22,8 @@ from chaos_support import DevServerProcess, LoggedWorker, SlowMailSink, events, 
 from support import eventually, seconds_policy, unique_queue
 from temporalio.api.enums.v1 import EventType
 
-from escalator.models import workflow_id_for
-from escalator.worker_runtime import DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
+from escalator.domain.models import workflow_id_for
+from escalator.runtime.worker import DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT
 from starter import EscalatorClient
 from workflows.escalation import DELIVERY_ATTEMPT_TIMEOUT, DELIVERY_RETRY
 

@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support import DEFAULT_POLICY, actor
 
-from escalator.models import EscalationNote
-from escalator.routing import initial_tier, is_final, next_tier, severity_reroute
-from escalator.rules import (
+from escalator.domain.models import EscalationNote
+from escalator.domain.routing import initial_tier, is_final, next_tier, severity_reroute
+from escalator.domain.rules import (
     CaseFacts,
     access_refusal,
     bounce_count,
@@ -17,7 +17,7 @@ from escalator.rules import (
     escalate_refusal,
     resolve_refusal,
 )
-from escalator.sla import Position, breach_target, instant_of, next_target, targets
+from escalator.domain.sla import Position, breach_target, instant_of, next_target, targets
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
 H = timedelta(hours=1)

@@ -13,11 +13,11 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.converter import PayloadConverter
 
-from escalator.business_time import BusinessCalendar, add_business_time
-from escalator.errors import InvalidInput
-from escalator.models import DeescalateRequest, workflow_id_for
-from escalator.policy import Policy
-from escalator.search_attributes import NEEDS_REVIEW
+from escalator.domain.business_time import BusinessCalendar, add_business_time
+from escalator.domain.errors import InvalidInput
+from escalator.domain.models import DeescalateRequest, workflow_id_for
+from escalator.domain.policy import Policy
+from escalator.domain.search_attributes import NEEDS_REVIEW
 from starter import ActionRefused
 from workflows.escalation import EscalationWorkflow
 

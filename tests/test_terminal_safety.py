@@ -21,11 +21,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from support import free_port
 
-from escalator import cli
-from escalator.assessment import AssessmentResult
-from escalator.cli_output import render_rows, render_status
-from escalator.mail_catcher import MailCatcher, announcement
-from escalator.models import (
+from escalator.cli import main as cli
+from escalator.cli.output import render_rows, render_status
+from escalator.devstack.mail_catcher import MailCatcher, announcement
+from escalator.domain.assessment import AssessmentResult
+from escalator.domain.models import (
     CaseNote,
     CaseStatus,
     Deadline,
@@ -33,7 +33,7 @@ from escalator.models import (
     EscalationNote,
     TimelineEvent,
 )
-from escalator.terminal_text import json_terminal_safe, terminal_safe
+from escalator.domain.terminal_text import json_terminal_safe, terminal_safe
 
 HOSTILE = "\x1b]0;pwned\x07\x1b[2J\x1b[31mfake"
 # Everything at once: OSC title, CSI clear, SGR colour, C1 CSI, CR, backspaces, DEL,

@@ -9,8 +9,8 @@ import pytest
 import pytest_asyncio
 from support import RecordingNotifier, actor, case_workers, eventually, seconds_policy, unique_queue
 
-from escalator import search_attributes as search
-from escalator.visibility import case_query
+from escalator.adapters.visibility import case_query
+from escalator.domain import search_attributes as search
 from starter import EscalatorClient
 
 pytestmark = pytest.mark.integration

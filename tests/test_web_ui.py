@@ -16,8 +16,8 @@ from support import RecordingNotifier, actor, case_workers, free_port, seconds_p
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from escalator.binaries import find_binary
-from escalator.search_attributes import ALL_KEYS
+from escalator.devstack.binaries import find_binary
+from escalator.domain.search_attributes import ALL_KEYS
 from starter import EscalatorClient
 
 pytestmark = pytest.mark.integration

@@ -8,9 +8,9 @@ import pytest
 from temporalio.worker import UnsandboxedWorkflowRunner
 
 from activities import ALL_ACTIVITIES
-from escalator.assessment import ai_task_queue
-from escalator.errors import EscalatorError
-from escalator.worker_runtime import (
+from escalator.domain.assessment import ai_task_queue
+from escalator.domain.errors import EscalatorError
+from escalator.runtime.worker import (
     build_workers,
     graceful_shutdown_timeout,
     options_from_env,

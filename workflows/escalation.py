@@ -4,7 +4,7 @@ Read this file top to bottom:
 
 1. The case starts at the tier its severity routes it to, and that tier is notified.
 2. It then sleeps on a durable timer until the next deadline of that tier's SLA
-   clocks (see escalator/sla.py): warnings, the breach, final-tier repeats, and
+   clocks (see escalator/domain/sla.py): warnings, the breach, final-tier repeats, and
    the stale-claim reminder and release. Clocks count business time only, and
    stop while the case is on hold. A message that changes the case wakes it early
    and the next deadline is recomputed.
@@ -45,12 +45,12 @@ with workflow.unsafe.imports_passed_through():
     import idna.package_data  # noqa: F401
     from pydantic_core import to_json
 
-    from escalator import assessment as ai
-    from escalator import briefing, limits, routing, rules, sla
-    from escalator import search_attributes as search
-    from escalator.business_time import ALWAYS_OPEN, business_time_between
-    from escalator.errors import describe_validation_error
-    from escalator.models import (
+    from escalator.domain import assessment as ai
+    from escalator.domain import briefing, limits, routing, rules, sla
+    from escalator.domain import search_attributes as search
+    from escalator.domain.business_time import ALWAYS_OPEN, business_time_between
+    from escalator.domain.errors import describe_validation_error
+    from escalator.domain.models import (
         ActionResult,
         Actor,
         AddNoteRequest,
@@ -59,7 +59,7 @@ with workflow.unsafe.imports_passed_through():
         CaseInput,
         CaseNote,
         CaseOutcome,
-        CaseState,
+        CasePhase,
         CaseStatus,
         ClaimRequest,
         Deadline,
@@ -81,7 +81,7 @@ with workflow.unsafe.imports_passed_through():
         TimelineEvent,
         case_input_problem,
     )
-    from escalator.policy import Tier
+    from escalator.domain.policy import Tier
 
 # Activity names, so this module does not import the SMTP and HTTP clients.
 SEND_EMAIL = "send_email"
@@ -192,7 +192,7 @@ class EscalationWorkflow:
             self._created_at = now
             self._severity = case.severity
             self._tier: Tier = routing.initial_tier(self._policy, case.severity)
-            self._state: CaseState = "open"
+            self._state: CasePhase = "open"
             self._assignee: str | None = None
             self._first_claim_at = None
             self._resolved_by: str | None = None
@@ -208,7 +208,7 @@ class EscalationWorkflow:
             self._notes_total = 0
             self._timeline: list[TimelineEvent] = []
             self._timeline_total = 0
-            # The SLA clocks of the current tier stay (see escalator/sla.py).
+            # The SLA clocks of the current tier stay (see escalator/domain/sla.py).
             self._running_since = now  # None while on hold
             self._consumed = _ZERO  # business time consumed before running_since
             self._response_base = _ZERO
@@ -709,7 +709,7 @@ class EscalationWorkflow:
     def status(self) -> CaseStatus:
         """The case now: its state, the newest notes and timeline, and totals.
 
-        Bounded (see escalator/limits.py), so the answer stays far below Temporal's
+        Bounded (see escalator/domain/limits.py), so the answer stays far below Temporal's
         payload limit however long the case has run; the rest is in its history."""
         if self._invalid_input is not None:
             raise ApplicationError(self._invalid_input, type="InvalidCaseInput")

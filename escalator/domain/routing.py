@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from escalator.policy import SEVERITIES, Policy, Tier
+from escalator.domain.policy import SEVERITIES, Policy, Tier
 
 
 def initial_tier(policy: Policy, severity: str) -> Tier:

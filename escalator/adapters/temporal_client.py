@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from temporalio.client import Client
 
-from escalator.codec import data_converter
-from escalator.errors import EscalatorError
-from escalator.settings import TemporalSettings
+from escalator.adapters.codec import data_converter
+from escalator.adapters.settings import TemporalSettings
+from escalator.domain.errors import EscalatorError
 
 
 class TemporalUnavailable(EscalatorError):

@@ -46,8 +46,8 @@ from ruamel.yaml.error import MarkedYAMLError, ReusedAnchorWarning, YAMLError
 from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from ruamel.yaml.reader import ReaderError
 
-from escalator.errors import Loc, PolicyError, field_path, first_problem
-from escalator.policy import Policy
+from escalator.domain.errors import Loc, PolicyError, field_path, first_problem
+from escalator.domain.policy import Policy
 
 DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policies" / "default.yaml"
 DEFAULT_SOURCE = "<policy>"

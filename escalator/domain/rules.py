@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from escalator.models import Actor, EscalationNote
+from escalator.domain.models import Actor, EscalationNote
 
 PRIVILEGED_ROLES = frozenset({"admin", "owner"})
 # What a customer may do on their own case: talk (a note also ends a hold) and reopen.

@@ -36,7 +36,7 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
-from escalator.errors import EscalatorError, InvalidInput
+from escalator.domain.errors import EscalatorError, InvalidInput
 
 ENV_VAR = "ESCALATOR_ENCRYPTION_KEY"
 ENCODING = b"binary/encrypted"

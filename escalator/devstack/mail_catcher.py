@@ -3,7 +3,7 @@
 `escalator up` runs it so a newcomer sees real notifications with no mail server.
 Each message is written to `<mail_dir>/<time>-<n>.eml` and announced in one line.
 The line shows the envelope recipients and the Subject, which whoever sends the mail
-controls, so both are made terminal-safe (escalator.terminal_text): a hostile
+controls, so both are made terminal-safe (escalator.domain.terminal_text): a hostile
 subject cannot clear the screen, rewrite the line or add lines of its own.
 """
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from aiosmtpd.controller import Controller
 
-from escalator.terminal_text import terminal_safe
+from escalator.domain.terminal_text import terminal_safe
 
 # Spaces and tabs are folding white space in a header; a run of them reads as one space.
 _FOLDING_SPACE = re.compile(r"[ \t]+")

@@ -26,10 +26,10 @@ from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
-from escalator.codec import ENV_VAR, EncryptionCodec, KeyRing
-from escalator.errors import EscalatorError, InvalidInput
+from escalator.adapters.codec import ENV_VAR, EncryptionCodec, KeyRing
+from escalator.domain.errors import EscalatorError, InvalidInput
 
-log = logging.getLogger("escalator.codec_server")
+log = logging.getLogger("escalator.adapters.codec_server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8888

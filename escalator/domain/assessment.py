@@ -25,20 +25,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from escalator.models import CASE_ID_PATTERN, CaseNote, Escalation, TierRef
-from escalator.policy import Severity
+from escalator.domain.names import (  # noqa: F401 (activity names, re-exported)
+    AI_ACTIVITIES,
+    ASSESS_CASE,
+    ASSESSMENT_REJECTED,
+    DRAFT_FOR_AUDIENCE,
+)
+from escalator.domain.policy import Severity
+from escalator.domain.records import CASE_ID_PATTERN, CaseNote, Escalation, TierRef
 
 # -- what the workflow needs to schedule the activities ------------------------------
 
 # Activity names, so workflow code never imports the module that imports the SDK.
-ASSESS_CASE = "assess_case"
-DRAFT_FOR_AUDIENCE = "draft_for_audience"
-AI_ACTIVITIES = (ASSESS_CASE, DRAFT_FOR_AUDIENCE)
 
 
 def ai_task_queue(case_task_queue: str) -> str:
     """The queue the model calls run on, next to the cases' queue. A worker polls both
-    (escalator/worker_runtime.py), each with its own slots, so hung model calls never
+    (escalator/runtime/worker.py), each with its own slots, so hung model calls never
     take the slots that mail needs."""
     return f"{case_task_queue}-ai"
 
@@ -53,7 +56,7 @@ ASSESSMENT_GIVE_UP_AFTER = timedelta(minutes=5)
 ASSESSMENT_RETRY_INITIAL_INTERVAL = timedelta(seconds=2)
 ASSESSMENT_RETRY_MAX_INTERVAL = timedelta(seconds=30)
 # Error types a retry cannot fix: a bad key, no access, a request the API refuses.
-ASSESSMENT_NON_RETRYABLE_ERRORS = ["AssessmentRejected"]
+ASSESSMENT_NON_RETRYABLE_ERRORS = [ASSESSMENT_REJECTED]
 
 # The input budget of one assessment call, in estimated tokens (1 token ≈ 4 chars,
 # see `estimate_tokens`). It covers everything we send as input: system prompt,
@@ -69,7 +72,7 @@ Source = Literal["model", "offline"]
 
 
 class _Frozen(BaseModel):
-    # Same rules as escalator.models: these cross Temporal, so unknown keys are errors.
+    # Same rules as escalator.domain.models: these cross Temporal, so unknown keys are errors.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

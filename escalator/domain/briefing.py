@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC
 from typing import TYPE_CHECKING
 
-from escalator.models import CaseInput, CaseStatus
+from escalator.domain.models import CaseInput, CaseStatus
 
 if TYPE_CHECKING:
-    from escalator.assessment import AssessmentResult
+    from escalator.domain.assessment import AssessmentResult
 
 _MAX_LIST_ITEMS = 8
 _LATEST_NOTES = 3  # the briefing is a glance; `escalator status` shows more

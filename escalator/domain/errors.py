@@ -1,7 +1,7 @@
 """Errors that reach users: always one line, naming the field and the fix.
 
 A policy error also names where the field is written: `file:line:column: field: reason`
-(see `escalator.policy_files`). For that, a validator that finds a problem deeper
+(see `escalator.adapters.policy_files`). For that, a validator that finds a problem deeper
 inside the value it checks raises `FieldValueError` with `at`, the path below its own
 field, so the loader can point at the exact line without the message changing.
 """

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from escalator.business_time import ALWAYS_OPEN, BusinessCalendar, add_business_time
-from escalator.models import Deadline
-from escalator.policy import Policy
-from escalator.routing import next_tier
+from escalator.domain.business_time import ALWAYS_OPEN, BusinessCalendar, add_business_time
+from escalator.domain.models import Deadline
+from escalator.domain.policy import Policy
+from escalator.domain.routing import next_tier
 
 _CLOCK_WORDS = {"first_response": "first-response", "resolution": "resolution"}
 _ZERO = timedelta(0)

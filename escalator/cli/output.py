@@ -1,7 +1,7 @@
 """How the CLI shows cases to people.
 
 Case text is untrusted: every render function here returns terminal-safe text
-(escalator.terminal_text), so a title or note cannot move the cursor, clear the
+(escalator.domain.terminal_text), so a title or note cannot move the cursor, clear the
 screen or forge a line. Each rendered line is made safe as a whole, so a field
 added later is covered too; fields in aligned columns are made safe before they
 are padded, so the columns stay aligned.
@@ -13,10 +13,10 @@ from datetime import UTC, datetime, timedelta
 
 from temporalio.client import WorkflowExecution
 
-from escalator import search_attributes as search
-from escalator.durations import format_duration
-from escalator.models import CaseStatus
-from escalator.terminal_text import terminal_safe
+from escalator.domain import search_attributes as search
+from escalator.domain.durations import format_duration
+from escalator.domain.models import CaseStatus
+from escalator.domain.terminal_text import terminal_safe
 
 
 def _when(moment: datetime, now: datetime | None = None) -> str:

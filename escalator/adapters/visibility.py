@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from escalator import search_attributes as search
+from escalator.domain import search_attributes as search
 
 WORKFLOW_TYPE = "EscalationWorkflow"
 

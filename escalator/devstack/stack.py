@@ -20,11 +20,11 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from escalator.binaries import find_binary
-from escalator.errors import EscalatorError, InvalidInput
-from escalator.mail_catcher import MailCatcher
-from escalator.search_attributes import dev_server_flags
-from escalator.settings import DEFAULT_TASK_QUEUE
+from escalator.adapters.settings import DEFAULT_TASK_QUEUE
+from escalator.devstack.binaries import find_binary
+from escalator.devstack.mail_catcher import MailCatcher
+from escalator.domain.errors import EscalatorError, InvalidInput
+from escalator.domain.search_attributes import dev_server_flags
 
 LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 60.0
@@ -272,7 +272,7 @@ def _spawn(command: list[str], log_path: Path, env: dict | None = None) -> subpr
 
 def _worker_stop_grace() -> float:
     """The worker's own drain time (read from the same environment) plus a margin."""
-    from escalator.worker_runtime import graceful_shutdown_timeout
+    from escalator.runtime.worker import graceful_shutdown_timeout
 
     try:
         drain = graceful_shutdown_timeout().total_seconds()

@@ -1,13 +1,13 @@
 """Escalation policies: the tiers a case climbs, their SLAs and the severity shortcuts.
 
 A policy is plain data. Each case stores the policy it started with, so editing a
-file never changes a running case. Loading YAML lives in `escalator.policy_files`;
+file never changes a running case. Loading YAML lives in `escalator.adapters.policy_files`;
 this module only defines the shape and its rules, which apply wherever a policy
 comes from (YAML, JSON sent by any Temporal client, or the Python builder).
 
 Rules worth knowing (the same for every source):
 
-- Durations are whole seconds, at least 1 s (`escalator.durations`): `1.5h` is fine,
+- Durations are whole seconds, at least 1 s (`escalator.domain.durations`): `1.5h` is fine,
   `0.5` or `59.5s` is refused, and so is clock notation such as `1:30`, which could
   mean 1 h 30 min or 1 min 30 s. In JSON a duration is written back compactly
   ("1d2h3m4s"), and reads back to exactly the same value.
@@ -42,9 +42,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from escalator.business_time import BusinessCalendar
-from escalator.durations import format_duration, parse_duration
-from escalator.errors import FieldValueError
+from escalator.domain.business_time import BusinessCalendar
+from escalator.domain.durations import format_duration, parse_duration
+from escalator.domain.errors import FieldValueError
 
 Severity = Literal["P0", "P1", "P2", "P3", "P4"]
 SEVERITIES: tuple[str, ...] = ("P0", "P1", "P2", "P3", "P4")

@@ -25,8 +25,8 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from escalator.assessment import DraftRequest, offline_draft
-from escalator.models import (
+from escalator.domain.assessment import DraftRequest, offline_draft
+from escalator.domain.models import (
     Deadline,
     Escalation,
     EscalationNote,
@@ -307,7 +307,7 @@ def _what_has_been_tried(n: Notification) -> tuple[_Block, ...]:
     if not items:
         return ("Nothing recorded yet.",)
     blocks: list[_Block] = [_Bullets(tuple(items))]
-    # A notification carries the newest few only (escalator/limits.py); say so.
+    # A notification carries the newest few only (escalator/domain/limits.py); say so.
     older_notes = n.notes_total - len(n.notes)
     older_escalations = n.escalations_total - len(n.escalations)
     if older_notes > 0 or older_escalations > 0:

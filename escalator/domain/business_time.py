@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
 
-from escalator.durations import format_duration
+from escalator.domain.durations import format_duration
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 # Index = date.weekday(), so WEEKDAYS[day.weekday()] is that day's key.

@@ -8,34 +8,56 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, Field
 from pydantic_core import to_json
 
-# Every bound on case text and lists lives in escalator/limits.py (README, "Limits").
-from escalator.limits import (
+from escalator.domain.assessment import AssessmentResult, Audience
+
+# Every bound on case text and lists lives in escalator/domain/limits.py (README, "Limits").
+from escalator.domain.limits import (
     MAX_CASE_INPUT_BYTES,
     MAX_DATA_BYTES,
     MAX_DESCRIPTION_BYTES,
     MAX_NOTE_BYTES,
-    MAX_NOTE_ITEM_CHARS,
     MAX_NOTE_ITEMS,
     MAX_REASON_CHARS,
     MAX_SUMMARY_CHARS,
     MAX_TITLE_CHARS,
 )
-from escalator.policy import EmailAddress, Policy, Severity, WholeNumber
+from escalator.domain.policy import EmailAddress, Policy, Severity, WholeNumber
+from escalator.domain.records import (
+    ACCOUNT_PATTERN,
+    CASE_ID_PATTERN,
+    Actor,
+    CaseNote,
+    CasePhase,
+    Deadline,
+    Escalation,
+    EscalationNote,
+    HoldState,
+    Model,
+    Role,
+    TierRef,
+    TimelineEvent,
+)
 
-if TYPE_CHECKING:
-    from escalator.assessment import AssessmentResult, Audience
-
-# Case ids become workflow ids (`case-<id>`) and appear in URLs and mail headers.
-CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-Role = Literal["viewer", "engineer", "admin", "owner", "customer"]
-CaseState = Literal["open", "claimed", "resolved"]
+# Re-exported: the records are part of the wire models (status, notifications).
+__all__ = [
+    "ACCOUNT_PATTERN",
+    "CASE_ID_PATTERN",
+    "Actor",
+    "CaseNote",
+    "CasePhase",
+    "Deadline",
+    "Escalation",
+    "EscalationNote",
+    "HoldState",
+    "Role",
+    "TierRef",
+    "TimelineEvent",
+]
 
 
 def _bounded_utf8(limit: int):
@@ -52,12 +74,7 @@ def _bounded_utf8(limit: int):
 
 Description = Annotated[str, _bounded_utf8(MAX_DESCRIPTION_BYTES)]
 NoteText = Annotated[str, Field(min_length=1), _bounded_utf8(MAX_NOTE_BYTES)]
-ShortText = Annotated[str, Field(min_length=1, max_length=MAX_NOTE_ITEM_CHARS)]
 Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def workflow_id_for(case_id: str) -> str:
@@ -71,12 +88,12 @@ def case_id_is_valid(case_id: str) -> bool:
 # -- case input ----------------------------------------------------------------
 
 
-class Customer(_Model):
+class Customer(Model):
     name: str | None = Field(default=None, max_length=200)
     email: EmailAddress | None = None
 
 
-class CaseInput(_Model):
+class CaseInput(Model):
     """Input of `EscalationWorkflow`. Any Temporal client can send it as JSON.
 
     `carried` is set only by the workflow itself when it continues as new.
@@ -124,27 +141,11 @@ def case_input_problem(case: CaseInput) -> tuple[str | None, str] | None:
 # -- messages (signals and updates) -----------------------------------------------
 
 
-class Actor(_Model):
-    user: str = Field(min_length=1, max_length=200)
-    role: Role
-    account: str = Field(default="default", pattern=ACCOUNT_PATTERN)
-
-
-class EscalationNote(_Model):
-    """What the next tier needs so it never asks the customer again."""
-
-    reason: str = Field(default="", max_length=MAX_REASON_CHARS)
-    steps_taken: tuple[ShortText, ...] = ()
-    symptoms: tuple[ShortText, ...] = ()
-    customer_impact: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
-    suggested_next_step: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
-
-
-class ClaimRequest(_Model):
+class ClaimRequest(Model):
     actor: Actor
 
 
-class ResolveRequest(_Model):
+class ResolveRequest(Model):
     actor: Actor
     summary: str = Field(default="", max_length=MAX_SUMMARY_CHARS)
 
@@ -162,24 +163,24 @@ def _note_lists_bounded(note: EscalationNote) -> EscalationNote:
     return note
 
 
-class EscalateRequest(_Model):
+class EscalateRequest(Model):
     actor: Actor
     note: Annotated[EscalationNote, AfterValidator(_note_lists_bounded)]
 
 
-class AddNoteRequest(_Model):
+class AddNoteRequest(Model):
     actor: Actor
     text: NoteText
 
 
-class DraftInput(_Model):
+class DraftInput(Model):
     """Input of the `draft` update: re-word the saved assessment for an audience."""
 
     actor: Actor
     audience: Audience
 
 
-class HoldRequest(_Model):
+class HoldRequest(Model):
     actor: Actor
     reason: str = Field(default="", max_length=MAX_REASON_CHARS)
     # Aware only: a naive time has no meaning across the zones a desk spans, and
@@ -189,31 +190,31 @@ class HoldRequest(_Model):
     )
 
 
-class ResumeRequest(_Model):
+class ResumeRequest(Model):
     actor: Actor
 
 
-class DeescalateRequest(_Model):
+class DeescalateRequest(Model):
     actor: Actor
     reason: str = Field(default="", max_length=MAX_REASON_CHARS)
     to_level: WholeNumber | None = Field(default=None, description="Default: the next lower tier.")
 
 
-class SetSeverityRequest(_Model):
+class SetSeverityRequest(Model):
     actor: Actor
     severity: Severity
 
 
-class ReopenRequest(_Model):
+class ReopenRequest(Model):
     actor: Actor
     reason: str = Field(default="", max_length=MAX_REASON_CHARS)
 
 
-class ActionResult(_Model):
+class ActionResult(Model):
     """Answer to an update: what happened, and the case state afterwards."""
 
     message: str
-    state: CaseState
+    state: CasePhase
     tier_level: int
     assignee: str | None
 
@@ -221,52 +222,10 @@ class ActionResult(_Model):
 # -- what the case records -------------------------------------------------------
 
 
-class TimelineEvent(_Model):
-    at: datetime
-    kind: str
-    detail: str
-    actor: str | None = None
-
-
-class Escalation(_Model):
-    """One tier change, with the note that travels to the receiving tier."""
-
-    from_level: int
-    to_level: int
-    at: datetime
-    by: str = Field(description="The user who escalated, or `system` for an SLA breach.")
-    automatic: bool
-    note: EscalationNote
-
-
-class CaseNote(_Model):
-    at: datetime
-    author: str
-    text: str
-
-
-class Deadline(_Model):
-    """The next moment the case acts on its own, and what it does then."""
-
-    at: datetime
-    kind: Literal["warning", "breach", "repeat", "stale", "release", "resume"]
-    clock: Literal["first_response", "resolution", "activity", "hold"]
-    tier_level: int
-    label: str = Field(description="e.g. `L1 first-response deadline`.")
-    consequence: str = Field(description="e.g. `escalate to L2 Specialist Support`.")
-
-
-class HoldState(_Model):
-    since: datetime
-    reason: str
-    by: str
-    until: datetime | None = None
-
-
-class CaseStatus(_Model):
+class CaseStatus(Model):
     case_id: str
     title: str
-    state: CaseState
+    state: CasePhase
     severity: Severity
     account: str
     tier_level: int
@@ -311,7 +270,7 @@ def with_running_hold(status: CaseStatus, now: datetime) -> CaseStatus:
     return status.model_copy(update={"total_hold_seconds": status.total_hold_seconds + running_on})
 
 
-class CaseOutcome(_Model):
+class CaseOutcome(Model):
     """Result of a resolved case."""
 
     case_id: str
@@ -346,17 +305,7 @@ NotificationPurpose = Literal[
 ]
 
 
-class TierRef(_Model):
-    level: int
-    name: str
-    team: str
-
-    @property
-    def label(self) -> str:
-        return f"L{self.level} {self.name}"
-
-
-class CaseBrief(_Model):
+class CaseBrief(Model):
     """The part of a case a notification shows. Case text is untrusted input."""
 
     case_id: str
@@ -367,7 +316,7 @@ class CaseBrief(_Model):
     customer_name: str | None
 
 
-class Notification(_Model):
+class Notification(Model):
     """Input of the `send_email` and `post_webhook` activities.
 
     It carries structured facts, not rendered text: wording lives in the activity,
@@ -396,30 +345,20 @@ class Notification(_Model):
     occurred_at: datetime
 
 
-class DeliveryReceipt(_Model):
+class DeliveryReceipt(Model):
     message_id: str
     channel: Literal["email", "webhook"]
     accepted: tuple[str, ...] = ()
     detail: str = ""
 
 
-def _resolve_forward_references() -> None:
-    # escalator.assessment imports this module's case models, so it is imported
-    # last and the models that mention it are completed here.
-    from escalator.assessment import AssessmentResult, Audience
-
-    namespace = {"AssessmentResult": AssessmentResult, "Audience": Audience}
-    for model in (CaseStatus, Notification, DraftInput, CarriedState, CaseInput):
-        model.model_rebuild(_types_namespace=namespace)
-
-
-class CarriedState(_Model):
+class CarriedState(Model):
     """Everything a case carries into a new run when it continues as new."""
 
     created_at: datetime
     severity: Severity
     tier_level: int
-    state: CaseState
+    state: CasePhase
     assignee: str | None
     first_claim_at: datetime | None
     resolved_by: str | None
@@ -447,6 +386,3 @@ class CarriedState(_Model):
     # bounded, so the tuple is complete).
     escalations_total: int | None = None
     escalated_up: int | None = None
-
-
-_resolve_forward_references()

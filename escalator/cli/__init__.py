@@ -1,0 +1,1 @@
+"""The `escalator` command line: an operator's tool with namespace access."""

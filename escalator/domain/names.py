@@ -1,0 +1,27 @@
+"""Names shared by the workflow, its activities and its clients.
+
+Temporal matches these strings across processes, so each is written once, here.
+Changing one breaks running cases and recorded histories: never rename them.
+"""
+
+from __future__ import annotations
+
+WORKFLOW_TYPE = "EscalationWorkflow"
+
+# Activities. The workflow schedules them by name, so workflow code never imports
+# the SMTP, HTTP or model clients that implement them.
+SEND_EMAIL = "send_email"
+POST_WEBHOOK = "post_webhook"
+ASSESS_CASE = "assess_case"
+DRAFT_FOR_AUDIENCE = "draft_for_audience"
+AI_ACTIVITIES = (ASSESS_CASE, DRAFT_FOR_AUDIENCE)
+
+# ApplicationError types, as callers and retry policies see them.
+INVALID_CASE_INPUT = "InvalidCaseInput"  # the workflow's input is not a case
+ACTION_REFUSED = "ActionRefused"  # an update the case's rules refuse
+PERMANENT_DELIVERY_ERROR = "PermanentDeliveryError"  # mail or webhook said no for good
+ASSESSMENT_REJECTED = "AssessmentRejected"  # the model API refused the request for good
+
+# Queries.
+STATUS_QUERY = "status"
+TIMELINE_QUERY = "timeline"

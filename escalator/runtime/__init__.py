@@ -1,0 +1,1 @@
+"""The processes that host cases: the worker that runs workflows and activities."""
