@@ -22,15 +22,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from escalator.adapters.codec import ENV_VAR, EncryptionCodec, data_converter, generate_key_entry
 from escalator.devstack.binaries import find_binary
+from escalator.domain import patches
 from escalator.domain.models import CaseInput, workflow_id_for
 from escalator.domain.search_attributes import ALL_KEYS
 from starter import EscalatorClient
 from workflows.escalation import (
-    PATCH_AI_TASK_QUEUE,
-    PATCH_ASSESSMENT_NOT_CANCELLED,
-    PATCH_CASE_INPUT_SIZE,
-    PATCH_DEADLINES_ALWAYS_TIMED,
-    PATCH_SEVERITY_RAISE_ONLY,
     EscalationWorkflow,
 )
 
@@ -72,11 +68,11 @@ def stored_bytes(history) -> bytes:
 
 
 PATCH_IDS = {
-    PATCH_AI_TASK_QUEUE,
-    PATCH_ASSESSMENT_NOT_CANCELLED,
-    PATCH_CASE_INPUT_SIZE,
-    PATCH_DEADLINES_ALWAYS_TIMED,
-    PATCH_SEVERITY_RAISE_ONLY,
+    patches.AI_TASK_QUEUE,
+    patches.ASSESSMENT_NOT_CANCELLED,
+    patches.CASE_INPUT_SIZE,
+    patches.DEADLINES_ALWAYS_TIMED,
+    patches.SEVERITY_RAISE_ONLY,
 }
 
 

@@ -33,7 +33,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 from temporalio.workflow import NondeterminismError
 
-from workflows.escalation import SEND_EMAIL, EscalationWorkflow
+from workflows.escalation import EscalationWorkflow
 
 # The sandbox re-imports this module to run the variants, and workflows.escalation
 # with it, as in production. Everything else it takes from outside as it is: the
@@ -43,8 +43,10 @@ with workflow.unsafe.imports_passed_through():
     from support import RecordingNotifier, actor, unique_queue
 
     from escalator.adapters.policy_files import load_policy
-    from escalator.domain.models import CaseOutcome, EscalationNote
-    from escalator.domain.policy import Tier
+    from escalator.domain import case as engine
+    from escalator.domain.case_notices import notification
+    from escalator.domain.models import CaseOutcome
+    from escalator.domain.names import SEND_EMAIL
     from starter import EscalatorClient
 
 PATCH = "duty-manager-on-escalation"
@@ -53,17 +55,32 @@ NOTE = {"reason": "needs backend access", "steps_taken": ["re-uploaded cert"]}
 
 
 class _DutyManagerStep(EscalationWorkflow):
-    """The new step itself (not a workflow: the variants below are)."""
+    """The new step itself (not a workflow: the variants below are): after a step
+    of the case engine that moved the case up, the duty manager is told too."""
 
-    def _moved_up(self) -> bool:
-        last = self._escalations[-1]
-        return last.to_level > last.from_level
+    @staticmethod
+    def _moved_up(step: engine.Step) -> bool:
+        return any(
+            isinstance(effect, engine.Recorded) and effect.event.kind == "escalated"
+            for effect in step.effects
+        )
 
     def _notify_duty_manager(self) -> None:
-        notification = self._notification(
-            "tier_entry", recipients=(DUTY_MANAGER,), webhook=None, from_tier=None, channel=None
+        number = self._state.notifications_sent + 1
+        state = self._state.model_copy(update={"notifications_sent": number})
+        notice = notification(
+            state,
+            self._case,
+            "tier_entry",
+            number=number,
+            now=self._now(),
+            recipients=(DUTY_MANAGER,),
+            webhook=None,
+            from_tier=None,
+            channel=None,
         )
-        self._deliver(SEND_EMAIL, notification, summary="tell the duty manager")
+        deliver = engine.Deliver(SEND_EMAIL, notice, "tell the duty manager")
+        EscalationWorkflow._apply(self, engine.Step(state, (deliver,)))
 
 
 @workflow.defn(name="EscalationWorkflow")
@@ -72,10 +89,11 @@ class Unguarded(_DutyManagerStep):
     async def run(self, *payloads: object) -> CaseOutcome:
         return await super().run(*payloads)
 
-    def _move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote):
-        super()._move_to(receiver, by=by, automatic=automatic, note=note)
-        if self._moved_up():
+    def _apply(self, step: engine.Step) -> str:
+        answer = super()._apply(step)
+        if self._moved_up(step):
             self._notify_duty_manager()
+        return answer
 
 
 @workflow.defn(name="EscalationWorkflow")
@@ -84,12 +102,13 @@ class Guarded(_DutyManagerStep):
     async def run(self, *payloads: object) -> CaseOutcome:
         return await super().run(*payloads)
 
-    def _move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote):
-        super()._move_to(receiver, by=by, automatic=automatic, note=note)
+    def _apply(self, step: engine.Step) -> str:
+        answer = super()._apply(step)
         # Ask only where the paths part: the marker is recorded on the first
         # upward move of a new case, and replays of older cases answer False.
-        if self._moved_up() and workflow.patched(PATCH):
+        if self._moved_up(step) and workflow.patched(PATCH):
             self._notify_duty_manager()
+        return answer
 
 
 @workflow.defn(name="EscalationWorkflow")
@@ -98,11 +117,12 @@ class Deprecated(_DutyManagerStep):
     async def run(self, *payloads: object) -> CaseOutcome:
         return await super().run(*payloads)
 
-    def _move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote):
-        super()._move_to(receiver, by=by, automatic=automatic, note=note)
-        if self._moved_up():
+    def _apply(self, step: engine.Step) -> str:
+        answer = super()._apply(step)
+        if self._moved_up(step):
             workflow.deprecate_patch(PATCH)
             self._notify_duty_manager()
+        return answer
 
 
 def recorded() -> dict[str, WorkflowHistory]:

@@ -10,7 +10,14 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    AwareDatetime,
+    ConfigDict,
+    Field,
+    model_validator,
+)
 from pydantic_core import to_json
 
 from escalator.domain.assessment import AssessmentResult, Audience
@@ -113,7 +120,7 @@ class CaseInput(Model):
         description="History events after which the case continues as new (Temporal "
         "also suggests it near its own limits, whichever comes first).",
     )
-    carried: CarriedState | None = None
+    carried: CaseState | None = None
 
 
 def case_input_problem(case: CaseInput) -> tuple[str | None, str] | None:
@@ -352,13 +359,25 @@ class DeliveryReceipt(Model):
     detail: str = ""
 
 
-class CarriedState(Model):
-    """Everything a case carries into a new run when it continues as new."""
+class CaseState(Model):
+    """Everything a case knows about itself: each field once.
+
+    The case engine (escalator/domain/case.py) reads it and returns a new one for
+    every event; the workflow holds the current one, and carries it into the next
+    run when the case continues as new (`CaseInput.carried`). Field names are the
+    wire format of carried cases, so they never change (`phase` travels as `state`).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, serialize_by_alias=True, validate_by_name=True
+    )
 
     created_at: datetime
     severity: Severity
     tier_level: int
-    state: CasePhase
+    phase: CasePhase = Field(
+        validation_alias=AliasChoices("state", "phase"), serialization_alias="state"
+    )
     assignee: str | None
     first_claim_at: datetime | None
     resolved_by: str | None
@@ -366,23 +385,44 @@ class CarriedState(Model):
     resolved_at: datetime | None
     sla_breached: bool
     needs_review: bool
-    escalations: tuple[Escalation, ...]
-    moves: tuple[tuple[int, int], ...]
-    notes: tuple[CaseNote, ...]
+    escalations: tuple[Escalation, ...]  # the newest (limits.ESCALATIONS_KEPT), with notes
+    moves: tuple[tuple[int, int], ...]  # the newest tier moves, for the ping-pong guard
+    notes: tuple[CaseNote, ...]  # the newest (limits.NOTES_KEPT, NOTES_KEPT_BYTES)
     notes_total: int
-    timeline: tuple[TimelineEvent, ...]
+    timeline: tuple[TimelineEvent, ...]  # the newest (limits.TIMELINE_KEPT)
     timeline_total: int
-    running_since: datetime | None
-    consumed: timedelta
+    # The SLA clocks of the current tier stay (see escalator/domain/sla.py).
+    running_since: datetime | None  # None while on hold
+    consumed: timedelta  # business time consumed before running_since
     response_base: timedelta
     activity_base: timedelta
-    fired: tuple[str, ...]
+    fired: tuple[str, ...]  # deadlines already acted on in this stay, sorted
     hold: HoldState | None
     hold_total: timedelta
-    notifications_sent: int
+    notifications_sent: int  # numbers Message-IDs deterministically
     reopened: int
     assessment: AssessmentResult | None = None
-    # Counts over the case's whole life (None: carried before `escalations` was
-    # bounded, so the tuple is complete).
-    escalations_total: int | None = None
-    escalated_up: int | None = None
+    # Counts over the case's whole life. Cases carried before `escalations` was
+    # bounded have none, and their tuple is complete (see _counted_escalations).
+    escalations_total: int = 0
+    escalated_up: int = 0
+    # Set while a resolved case waits out its policy's reopen window.
+    reopen_until: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _counted_escalations(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("escalations_total") is None:
+            escalations = data.get("escalations") or ()
+            data = dict(data)
+            data["escalations_total"] = len(escalations)
+            data["escalated_up"] = sum(
+                1
+                for e in escalations
+                if (
+                    e["to_level"] > e["from_level"]
+                    if isinstance(e, dict)
+                    else e.to_level > e.from_level
+                )
+            )
+        return data
