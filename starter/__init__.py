@@ -54,6 +54,7 @@ from escalator.domain.models import (
     with_running_hold,
     workflow_id_for,
 )
+from escalator.domain.names import ACTION_REFUSED
 from escalator.domain.rules import escalation_note_problem
 from workflows.escalation import EscalationWorkflow
 
@@ -278,7 +279,7 @@ class EscalatorClient:
             return None
         except WorkflowUpdateFailedError as error:
             cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == "ActionRefused":
+            if isinstance(cause, ApplicationError) and cause.type == ACTION_REFUSED:
                 raise ActionRefused(cause.message) from None
             raise ActionRefused(f"rejected: {cause or error}") from None
         except RPCError as error:

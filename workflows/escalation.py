@@ -21,13 +21,12 @@ delays mail, never an escalation. Model calls run on their own task queue
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     # email-validator imports these inside its functions; passed through here, the
@@ -43,10 +42,8 @@ with workflow.unsafe.imports_passed_through():
     from escalator.domain import briefing, case_view, limits, patches
     from escalator.domain import case as engine
     from escalator.domain import search_attributes as search
-    from escalator.domain.errors import describe_validation_error
     from escalator.domain.models import (
         ActionResult,
-        CaseInput,
         CaseOutcome,
         CaseStatus,
         DeliveryReceipt,
@@ -61,6 +58,14 @@ with workflow.unsafe.imports_passed_through():
         STATUS_QUERY,
         TIMELINE_QUERY,
         WORKFLOW_TYPE,
+    )
+    from workflows.payloads import (
+        InvalidInput,
+        Malformed,
+        decode_case_input,
+        one_line_error,
+        parse_message,
+        user_in,
     )
 
 # Delivery retries on its own schedule, independent of the case: transient failures
@@ -90,8 +95,7 @@ _ZERO = timedelta(0)
 # A deadline already due still goes through a timer this short (see
 # _wait_for_next_deadline_or_change for why).
 _DUE_NOW_TIMER = timedelta(milliseconds=1)
-_SEARCH_KEYS = {key.name: key for key in search.ALL_KEYS}
-_INVALID_INPUT_CHARS = 1000
+_SEARCH_KEYS: dict[str, SearchAttributeKey[Any]] = {key.name: key for key in search.ALL_KEYS}
 
 
 def _declare_actions(cls: type) -> type:
@@ -111,7 +115,8 @@ def _handlers_for(action: engine.Action) -> tuple[Any, Any, Any]:
         self._on_signal(action, payloads)
 
     def on_update(self, payload: RawValue) -> ActionResult:  # type: ignore[no-untyped-def]
-        return self._on_update(action, payload)
+        result: ActionResult = self._on_update(action, payload)
+        return result
 
     def validate(self, payload: RawValue) -> None:  # type: ignore[no-untyped-def]
         self._validate(action, payload)
@@ -129,11 +134,11 @@ class EscalationWorkflow:
     @workflow.init
     def __init__(self, *payloads: object) -> None:
         # `*payloads`: the SDK hands over the input as plain JSON values, whatever
-        # its shape and number of arguments, and _decode_case_input judges them.
+        # its shape and number of arguments, and decode_case_input judges them.
         self._clock_floor: datetime | None = None  # see _now
         try:
-            case = _decode_case_input(payloads)
-        except _InvalidInput as invalid:
+            case = decode_case_input(payloads)
+        except InvalidInput as invalid:
             self._invalid_input: str | None = str(invalid)
             return  # run fails the case; handlers and queries refuse until then
         self._invalid_input = None
@@ -275,7 +280,7 @@ class EscalationWorkflow:
             )
             self._apply(engine.delivered(self._state, self._case, notice, receipt, self._now()))
         except ActivityError as error:
-            cause = error.cause.message if error.cause else str(error)
+            cause = _cause_of(error)
             self._apply(
                 engine.delivery_failed(
                     self._state, self._case, effect.activity, notice, cause, self._now()
@@ -321,7 +326,7 @@ class EscalationWorkflow:
                 summary=f"AI assessment for {request.tier.label}",
             )
         except ActivityError as error:
-            failure = error.cause.message if error.cause else str(error)
+            failure = _cause_of(error)
             result = None
         if generation != self._assessment_generation:
             return  # superseded while it ran: its tier and its facts are out of date
@@ -354,7 +359,7 @@ class EscalationWorkflow:
             internal_terms=tuple(t.team for t in case.policy.tiers),
         )
         try:
-            return await workflow.execute_activity(
+            draft: ai.Draft = await workflow.execute_activity(
                 ai.DRAFT_FOR_AUDIENCE,
                 draft_request,
                 task_queue=self._ai_task_queue(),
@@ -366,6 +371,7 @@ class EscalationWorkflow:
             )
         except ActivityError:
             return ai.offline_draft(draft_request)  # labelled source="offline"
+        return draft
 
     @draft.validator
     def _validate_draft(self, request: DraftInput) -> None:
@@ -392,12 +398,12 @@ class EscalationWorkflow:
             return  # the case is failing with its input's reason; nothing to record
         try:
             if len(payloads) != 1:
-                raise _Malformed(f"expected one argument, got {len(payloads)}")
-            request = _parse_message(action.request, payloads[0])
-        except _Malformed as malformed:
+                raise Malformed(f"expected one argument, got {len(payloads)}")
+            request = parse_message(action.request, payloads[0])
+        except Malformed as malformed:
             # Recorded as rejected, with the reason, instead of failing the workflow
             # task (which would wedge the case) or being dropped by the SDK.
-            who = _user_in(payloads[0] if payloads else None)
+            who = user_in(payloads[0] if payloads else None)
             reason = f"malformed payload: {malformed}"
             self._apply(
                 engine.refused(self._state, self._case, action.name, reason, who, self._now())
@@ -446,9 +452,9 @@ class EscalationWorkflow:
             try:
                 value = workflow.payload_converter().from_payload(payload.payload)
             except Exception as error:  # not even JSON (a foreign client's encoding)
-                raise _Malformed(_one_line_error(error)) from None
-            return _parse_message(model, value)
-        except _Malformed as malformed:
+                raise Malformed(one_line_error(error)) from None
+            return parse_message(model, value)
+        except Malformed as malformed:
             raise ApplicationError(
                 f"rejected: {action}: malformed payload: {malformed}",
                 type=ACTION_REFUSED,
@@ -489,9 +495,11 @@ class EscalationWorkflow:
             if self._send_bytes == 0 or self._send_bytes + size <= limits.TASK_SEND_BYTES:
                 self._send_bytes += size
                 return
-            await workflow.wait_condition(
-                lambda t=task: workflow.info().get_current_history_length() != t
-            )
+
+            def next_task(seen: int = task) -> bool:
+                return workflow.info().get_current_history_length() != seen
+
+            await workflow.wait_condition(next_task)
 
     def _ready_to_continue_as_new(self) -> bool:
         info = workflow.info()
@@ -521,7 +529,7 @@ class EscalationWorkflow:
         filter on the live state."""
         current = case_view.search_attribute_values(self._state, self._case)
         updates = [
-            _SEARCH_KEYS[name].value_set(value)  # type: ignore[attr-defined]
+            _SEARCH_KEYS[name].value_set(value)
             if value is not None
             else _SEARCH_KEYS[name].value_unset()
             for name, value in current.items()
@@ -543,69 +551,12 @@ class EscalationWorkflow:
         return now if floor is None or now >= floor else floor
 
 
-# -- decoding what arrives ----------------------------------------------------------
-
-
-class _InvalidInput(Exception):
-    """The workflow's input is not a case; the text names the field."""
-
-
-class _Malformed(Exception):
-    """A message whose payload does not fit its model; the text names the field."""
-
-
-def _decode_case_input(payloads: tuple) -> CaseInput:
-    """The input as a CaseInput, or _InvalidInput with a one-line reason.
-
-    The workflow decodes its own input. Left to the SDK, an input that does not
-    validate fails the workflow *task*, which Temporal retries forever: the case
-    stays RUNNING and nobody is told. Decoded here, it fails the workflow at once
-    with `InvalidCaseInput`, whoever started it (a raw client, the temporal CLI).
-    """
-    if len(payloads) != 1:
-        raise _InvalidInput(f"case: expected one argument (a CaseInput), got {len(payloads)}")
-    try:
-        return CaseInput.model_validate_json(json.dumps(payloads[0]))
-    except (TypeError, ValueError) as error:
-        errors = getattr(error, "errors", None)
-        if callable(errors):  # pydantic's ValidationError is a ValueError
-            # Shortened: a message may quote the value, and the value may be huge.
-            message = describe_validation_error(error, prefix="case")  # type: ignore[arg-type]
-            raise _InvalidInput(_shorten(message, _INVALID_INPUT_CHARS)) from None
-        raise _InvalidInput(f"case: not JSON ({type(error).__name__})") from None
-
-
-def _parse_message(model: type, value: object) -> Any:
-    # Validated as JSON, which is what arrived: the messages then read the same as
-    # at the edges ("actor: Input should be an object"), whoever sent the payload.
-    try:
-        return model.model_validate_json(json.dumps(value))  # type: ignore[attr-defined]
-    except (TypeError, ValueError) as error:  # pydantic's ValidationError is a ValueError
-        raise _Malformed(_one_line_error(error)) from None
-
-
-def _user_in(data: object) -> str | None:
-    """Who a malformed payload says sent it, if that much of it is readable."""
-    actor = data.get("actor") if isinstance(data, dict) else None
-    user = actor.get("user") if isinstance(actor, dict) else None
-    return user if isinstance(user, str) else None
-
-
-def _one_line_error(error: Exception) -> str:
-    errors = getattr(error, "errors", None)
-    if callable(errors):  # pydantic: name the field, as at the edges
-        first = errors(include_url=False)[0]
-        where = ".".join(str(part) for part in first["loc"])
-        message = f"{where}: {first['msg']}" if where else first["msg"]
-    else:
-        message = f"{type(error).__name__}: {error}"
-    return _shorten(" ".join(message.split()), 300)
+def _cause_of(error: ActivityError) -> str:
+    """Why an activity gave up, as its last failure said."""
+    cause = error.cause
+    return cause.message if isinstance(cause, FailureError) else str(cause or error)
 
 
 def _reject_if(reason: str | None) -> None:
     if reason:
         raise ApplicationError(f"rejected: {reason}", type=ACTION_REFUSED, non_retryable=True)
-
-
-def _shorten(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from escalator.domain import search_attributes as search
-
-WORKFLOW_TYPE = "EscalationWorkflow"
+from escalator.domain.names import WORKFLOW_TYPE
 
 
 def _quote(value: str) -> str:

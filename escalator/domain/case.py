@@ -26,6 +26,11 @@ The engine never reads a clock, never does I/O and never imports Temporal: the
 workflow (workflows/escalation.py) is its durable shell, and the policy
 simulator runs it directly. Behaviour changes that running cases must not see
 are asked for through `patched` (escalator/domain/patches.py).
+
+This module is longer than most on purpose: it is the one file a newcomer reads
+to learn a case's whole life, so the events and the steps they share (moving
+tiers, notifying, recording) stay together. What the state merely implies is
+in case_view.py, and what a notification carries is in case_notices.py.
 """
 
 from __future__ import annotations

@@ -67,7 +67,7 @@ __all__ = [
 ]
 
 
-def _bounded_utf8(limit: int):
+def _bounded_utf8(limit: int) -> AfterValidator:
     def check(value: str) -> str:
         size = len(value.encode("utf-8"))
         if size > limit:
