@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint format clean venv browser bench bench-smoke
+.PHONY: run test test-unit lint format clean venv browser bench bench-smoke
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,14 +42,22 @@ browser:
 	      || echo "chromium could not be installed; the Web UI test will be skipped"; \
 	  else echo "chromium not installed (needs root + apt); the Web UI test will be skipped"; fi; }
 
-test: $(STAMP) browser
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+# Everything: the lint checks first, then every test (unit, Temporal, integration).
+test: lint browser
 	$(BIN)/python -m pytest
 
+# The pure tests only: no Temporal server, no network (a socket connect fails the test);
+# tests/conftest.py marks them `unit`. Seconds, not minutes.
+test-unit: $(STAMP)
+	ESCALATOR_FAST_LANE=1 $(BIN)/python -m pytest -m unit -p no:cacheprovider -q
+
+# Style, the import layers (pyproject.toml [tool.importlinter]), the determinism guard
+# (ruff TID251) and the types of escalator/domain and workflows/ ([tool.mypy]).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 format: $(STAMP)
 	$(BIN)/ruff format .

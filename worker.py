@@ -1,11 +1,14 @@
-"""Run an Escalator worker. Configured by TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE,
-ESCALATOR_TASK_QUEUE and the SMTP_* variables (see README.md)."""
+"""Run an Escalator worker. Configured by environment variables (TEMPORAL_ADDRESS,
+TEMPORAL_NAMESPACE, ESCALATOR_TASK_QUEUE, SMTP_*, ANTHROPIC_API_KEY, ESCALATOR_*; see
+README.md) and optionally a Temporal client config profile (TEMPORAL_CONFIG_FILE,
+TEMPORAL_PROFILE), all read once here into `EscalatorSettings`."""
 
 import asyncio
 import logging
 import os
 import sys
 
+from escalator.adapters.settings import EscalatorSettings
 from escalator.domain.errors import EscalatorError
 from escalator.runtime.worker import run_worker
 
@@ -13,7 +16,8 @@ from escalator.runtime.worker import run_worker
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     try:
-        asyncio.run(run_worker())
+        settings = EscalatorSettings.from_env()  # a bad value fails here, in one line
+        asyncio.run(run_worker(settings))
     except EscalatorError as error:
         print(f"escalator worker: {error}", file=sys.stderr)
         return 2

@@ -12,6 +12,11 @@ HTTP request, and every failure is classified here:
   - `MalformedAssessment` / `MalformedDraft` (retryable): the model answered, but not
     with a valid tool call or any text; another sample usually does.
 
+`AssessmentActivities(settings)` holds both, configured by the `ai` group of an
+`EscalatorSettings` (loaded once by the worker); they read no environment themselves.
+The module-level `assess_case` and `draft_for_audience` are the same activities
+configured from the environment at each call.
+
 With no `ANTHROPIC_API_KEY`, both activities answer offline from templates, so a
 worker without a key still gives every tier a (clearly labelled) assessment.
 
@@ -21,8 +26,6 @@ The API key is never logged and never appears in an error message.
 from __future__ import annotations
 
 import asyncio
-import os
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import anthropic
@@ -30,11 +33,16 @@ from pydantic import ValidationError
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
+from escalator.adapters.settings import (
+    CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_MODEL,
+    DEFAULT_TIMEOUT_SECONDS,
+    AiSettings,
+    EscalatorSettings,
+)
 from escalator.domain.assessment import (
-    ASSESS_CASE,
     ASSESSMENT_TOOL,
     ASSESSMENT_TOOL_CHOICE,
-    DRAFT_FOR_AUDIENCE,
     TOOL_NAME,
     Assessment,
     AssessmentRequest,
@@ -48,20 +56,17 @@ from escalator.domain.assessment import (
     offline_draft,
     redact_terms,
 )
+from escalator.domain.errors import InvalidInput
+from escalator.domain.names import ASSESS_CASE, ASSESSMENT_REJECTED, DRAFT_FOR_AUDIENCE
 
-REJECTED = "AssessmentRejected"
+REJECTED = ASSESSMENT_REJECTED
 UNAVAILABLE = "AssessmentUnavailable"
 MALFORMED = "MalformedAssessment"
 MALFORMED_DRAFT = "MalformedDraft"
 CONFIG = "AssessmentConfigError"
 
-# The newest Sonnet the installed SDK knows; claude-sonnet-4-5 is past deprecation
-# (the SDK warns: end of life 2026-11-30). ESCALATOR_AI_MODEL overrides.
-DEFAULT_MODEL = "claude-sonnet-5-5"
-# Per attempt, below ASSESSMENT_ATTEMPT_TIMEOUT (90 s), so a slow API fails here with a
-# clear message instead of as an anonymous activity timeout. ESCALATOR_AI_TIMEOUT overrides.
-DEFAULT_TIMEOUT_SECONDS = 60.0
-CONNECT_TIMEOUT_SECONDS = 5.0
+# DEFAULT_MODEL (ESCALATOR_AI_MODEL overrides) and DEFAULT_TIMEOUT_SECONDS (per attempt,
+# below ASSESSMENT_ATTEMPT_TIMEOUT; ESCALATOR_AI_TIMEOUT overrides) live with the settings.
 ASSESSMENT_MAX_TOKENS = 1500
 DRAFT_MAX_TOKENS = 600
 DRAFT_MAX_CHARS = 4000
@@ -69,51 +74,56 @@ DRAFT_MAX_CHARS = 4000
 MAX_RETRY_AFTER = timedelta(seconds=60)
 
 
-@dataclass(frozen=True)
-class _AiSettings:
-    api_key: str
-    base_url: str | None
-    model: str
-    timeout: float
+class AssessmentActivities:
+    """`assess_case` and `draft_for_audience`, configured by `settings` (its `ai` group).
+    Without an API key they answer offline."""
 
-    def __repr__(self) -> str:  # the dataclass default would print the key
-        return f"_AiSettings(model={self.model!r}, timeout={self.timeout})"
+    def __init__(self, settings: EscalatorSettings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"AssessmentActivities(ai={self.settings.ai!r})"
+
+    @activity.defn(name=ASSESS_CASE)
+    async def assess_case(self, request: AssessmentRequest) -> AssessmentResult:
+        return await _assess_case(request, self.settings.ai)
+
+    @activity.defn(name=DRAFT_FOR_AUDIENCE)
+    async def draft_for_audience(self, request: DraftRequest) -> Draft:
+        return await _draft_for_audience(request, self.settings.ai)
 
 
-def _settings(what: str) -> _AiSettings | None:
-    """Read at call time, so a worker restart (or a test) picks up new values.
-    None means "no key configured": answer offline."""
-    api_key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
-    if not api_key:
-        return None
-    raw_timeout = os.environ.get("ESCALATOR_AI_TIMEOUT", "").strip()
+def _ai_from_env(what: str) -> EscalatorSettings:
+    """Read at call time, so a test (or a re-configured process) sees new values."""
     try:
-        timeout = float(raw_timeout) if raw_timeout else DEFAULT_TIMEOUT_SECONDS
-        if timeout <= 0:
-            raise ValueError
-    except ValueError:
+        ai = AiSettings.from_env()
+    except InvalidInput as error:
         # A worker misconfiguration, not the case's fault: stay retryable so the call
         # goes through once the worker restarts with a fixed environment.
-        raise ApplicationError(
-            f"{what}: ESCALATOR_AI_TIMEOUT={raw_timeout!r} is not a positive number of seconds",
-            type=CONFIG,
-        ) from None
-    return _AiSettings(
-        api_key=api_key,
-        base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
-        model=os.environ.get("ESCALATOR_AI_MODEL", "").strip() or DEFAULT_MODEL,
-        timeout=timeout,
-    )
+        raise ApplicationError(f"{what}: {error}", type=CONFIG) from None
+    return EscalatorSettings.defaults(ai=ai)
+
+
+@activity.defn(name=ASSESS_CASE)
+async def assess_case(request: AssessmentRequest) -> AssessmentResult:
+    """`assess_case` with ANTHROPIC_* and ESCALATOR_AI_* read from the environment."""
+    settings = _ai_from_env(f"assessment of case {request.case_id}")
+    return await AssessmentActivities(settings).assess_case(request)
+
+
+@activity.defn(name=DRAFT_FOR_AUDIENCE)
+async def draft_for_audience(request: DraftRequest) -> Draft:
+    """`draft_for_audience` with ANTHROPIC_* and ESCALATOR_AI_* read from the environment."""
+    settings = _ai_from_env(f"{request.audience} draft for case {request.case_id}")
+    return await AssessmentActivities(settings).draft_for_audience(request)
 
 
 # -- assess_case -----------------------------------------------------------------------
 
 
-@activity.defn(name=ASSESS_CASE)
-async def assess_case(request: AssessmentRequest) -> AssessmentResult:
+async def _assess_case(request: AssessmentRequest, settings: AiSettings) -> AssessmentResult:
     what = f"assessment of case {request.case_id}"
-    settings = _settings(what)
-    if settings is None:
+    if settings.offline:
         activity.logger.info("%s: no ANTHROPIC_API_KEY, used the offline assessor", what)
         return offline_assessment(request).model_copy(update={"generated_at": _now()})
 
@@ -169,11 +179,9 @@ def _parse_assessment(response, what: str) -> Assessment:
 # -- draft_for_audience ----------------------------------------------------------------
 
 
-@activity.defn(name=DRAFT_FOR_AUDIENCE)
-async def draft_for_audience(request: DraftRequest) -> Draft:
+async def _draft_for_audience(request: DraftRequest, settings: AiSettings) -> Draft:
     what = f"{request.audience} draft for case {request.case_id}"
-    settings = _settings(what)
-    if settings is None:
+    if settings.offline:
         activity.logger.info("%s: no ANTHROPIC_API_KEY, used the offline templates", what)
         return offline_draft(request)
 
@@ -204,18 +212,18 @@ async def draft_for_audience(request: DraftRequest) -> Draft:
 # One client per settings and event loop, reused across calls: building one costs
 # about 20 ms of CPU (an SSL context) on the worker's event loop, which a burst of
 # escalations would pay hundreds of times. The worker closes them on shutdown.
-_clients: dict[tuple[int, _AiSettings], anthropic.AsyncAnthropic] = {}
+_clients: dict[tuple[int, AiSettings], anthropic.AsyncAnthropic] = {}
 
 
-def _client(settings: _AiSettings) -> anthropic.AsyncAnthropic:
+def _client(settings: AiSettings) -> anthropic.AsyncAnthropic:
     key = (id(asyncio.get_running_loop()), settings)
     client = _clients.get(key)
     if client is None:
         timeout = anthropic.Timeout(
-            settings.timeout, connect=min(CONNECT_TIMEOUT_SECONDS, settings.timeout)
+            settings.timeout, connect=min(settings.connect_timeout, settings.timeout)
         )
         client = _clients[key] = anthropic.AsyncAnthropic(
-            api_key=settings.api_key,
+            api_key=_key(settings),
             base_url=settings.base_url,
             max_retries=0,  # Temporal owns the retries
             timeout=timeout,
@@ -230,7 +238,7 @@ async def close_clients() -> None:
         await _clients.pop(key).close()
 
 
-async def _create_message(settings: _AiSettings, what: str, **params):
+async def _create_message(settings: AiSettings, what: str, **params):
     """Exactly one HTTP request (`max_retries=0`) on the shared client."""
     try:
         return await _client(settings).messages.create(model=settings.model, **params)
@@ -252,7 +260,7 @@ async def _create_message(settings: _AiSettings, what: str, **params):
         ) from None
 
 
-def _status_error(what: str, error: anthropic.APIStatusError, settings: _AiSettings):
+def _status_error(what: str, error: anthropic.APIStatusError, settings: AiSettings):
     status = error.status_code
     kind, message = _error_body(error.body)
     detail = f"{what}: Anthropic API answered {status}"
@@ -292,7 +300,7 @@ def _retry_after(headers) -> timedelta | None:
 
 
 def _unavailable(
-    message: str, settings: _AiSettings, *, retry_after: timedelta | None = None
+    message: str, settings: AiSettings, *, retry_after: timedelta | None = None
 ) -> ApplicationError:
     # Expected during outages and rate limits: one warning line per attempt, and
     # BENIGN so the SDK does not log a traceback for each one.
@@ -313,12 +321,17 @@ def _malformed(kind: str, message: str) -> ApplicationError:
     return ApplicationError(message, type=kind, category=ApplicationErrorCategory.BENIGN)
 
 
-def _redact(text: str, settings: _AiSettings) -> str:
+def _redact(text: str, settings: AiSettings) -> str:
     # Belt and braces: nothing formats the key, but API messages are not ours to vouch
     # for. Real keys are long; a toy key such as "k" would only garble the message.
-    if len(settings.api_key) < 8:
+    key = _key(settings)
+    if len(key) < 8:
         return text
-    return text.replace(settings.api_key, "***")
+    return text.replace(key, "***")
+
+
+def _key(settings: AiSettings) -> str:
+    return settings.api_key.get_secret_value() if settings.api_key else ""
 
 
 def _usage(response) -> str:
@@ -337,3 +350,14 @@ def _one_line(value: object) -> str:
 
 
 ALL_AI_ACTIVITIES = [assess_case, draft_for_audience]
+
+__all__ = [
+    "ALL_AI_ACTIVITIES",
+    "CONNECT_TIMEOUT_SECONDS",
+    "DEFAULT_MODEL",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "AssessmentActivities",
+    "assess_case",
+    "close_clients",
+    "draft_for_audience",
+]

@@ -1,5 +1,10 @@
 """Delivery activities: `send_email` (SMTP) and `post_webhook` (HTTP POST).
 
+`NotificationActivities(settings)` holds them, configured by the `smtp` group of an
+`EscalatorSettings` (loaded once by the worker); they read no environment themselves.
+The module-level `send_email` and `post_webhook` are the same activities configured
+from the environment at each call, for callers that register plain functions.
+
 The workflow retries these on its own schedule (see `DELIVERY_RETRY` in
 workflows/escalation.py), so the one decision made here is how a failure is
 classified:
@@ -23,13 +28,14 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from escalator.adapters.smtp_settings import SmtpSettings
+from escalator.adapters.settings import EscalatorSettings, SmtpSettings
 from escalator.domain.errors import InvalidInput
 from escalator.domain.models import DeliveryReceipt, Notification
+from escalator.domain.names import PERMANENT_DELIVERY_ERROR, POST_WEBHOOK, SEND_EMAIL
 from escalator.domain.notification_text import header_safe, render_email, webhook_payload
 from escalator.domain.policy import check_email
 
-PERMANENT = "PermanentDeliveryError"
+PERMANENT = PERMANENT_DELIVERY_ERROR
 TRANSIENT = "TransientDeliveryError"
 CONFIG = "DeliveryConfigError"
 
@@ -42,11 +48,48 @@ WEBHOOK_TIMEOUT_SECONDS = 10.0
 MAX_RETRY_AFTER = timedelta(minutes=10)
 
 
+class NotificationActivities:
+    """`send_email` and `post_webhook`, configured by `settings` (its `smtp` group)."""
+
+    def __init__(self, settings: EscalatorSettings) -> None:
+        self.settings = settings
+
+    def __repr__(self) -> str:
+        return f"NotificationActivities(smtp={self.settings.smtp!r})"
+
+    @activity.defn(name=SEND_EMAIL)
+    async def send_email(self, notification: Notification) -> DeliveryReceipt:
+        return await _send_email(notification, self.settings.smtp)
+
+    @activity.defn(name=POST_WEBHOOK)
+    async def post_webhook(self, notification: Notification) -> DeliveryReceipt:
+        return await _post_webhook(notification)
+
+
+@activity.defn(name=SEND_EMAIL)
+async def send_email(notification: Notification) -> DeliveryReceipt:
+    """`send_email` with SMTP_* read from the environment for this call."""
+    try:
+        smtp = SmtpSettings.from_env()
+    except InvalidInput as error:
+        # A worker misconfiguration, not the message's fault: stay retryable so the
+        # mail goes out once the worker restarts with a fixed environment.
+        raise ApplicationError(f"email {notification.message_id}: {error}", type=CONFIG) from None
+    return await NotificationActivities(EscalatorSettings.defaults(smtp=smtp)).send_email(
+        notification
+    )
+
+
+@activity.defn(name=POST_WEBHOOK)
+async def post_webhook(notification: Notification) -> DeliveryReceipt:
+    """`post_webhook` (it reads no settings)."""
+    return await _post_webhook(notification)
+
+
 # -- email ------------------------------------------------------------------------
 
 
-@activity.defn(name="send_email")
-async def send_email(notification: Notification) -> DeliveryReceipt:
+async def _send_email(notification: Notification, settings: SmtpSettings) -> DeliveryReceipt:
     what = f"email {notification.message_id}"
     recipients = list(notification.recipients)
     if not recipients:
@@ -56,7 +99,6 @@ async def send_email(notification: Notification) -> DeliveryReceipt:
         shown = ", ".join(repr(header_safe(r)) for r in invalid)
         raise _permanent(f"{what}: not an email address: {shown}")
 
-    settings = _smtp_settings(what)
     server = f"{settings.host}:{settings.port}"
     message = render_email(notification, mail_from=settings.mail_from)
 
@@ -67,7 +109,7 @@ async def send_email(notification: Notification) -> DeliveryReceipt:
             hostname=settings.host,
             port=settings.port,
             username=settings.username,
-            password=settings.password,
+            password=settings.password.get_secret_value() if settings.password else None,
             # False means "never upgrade", not "upgrade if offered": a server that
             # advertises STARTTLS with a self-signed certificate (common in dev mail
             # catchers) would otherwise fail every send.
@@ -124,15 +166,6 @@ async def send_email(notification: Notification) -> DeliveryReceipt:
     )
 
 
-def _smtp_settings(what: str) -> SmtpSettings:
-    try:
-        return SmtpSettings.from_env()
-    except InvalidInput as error:
-        # A worker misconfiguration, not the message's fault: stay retryable so the
-        # mail goes out once the worker restarts with a fixed environment.
-        raise ApplicationError(f"{what}: {error}", type=CONFIG) from None
-
-
 def _is_address(value: str) -> bool:
     # The policy validates tier addresses already, but any Temporal client can start
     # this activity; a bad address must fail here, not as a confusing SMTP error.
@@ -150,14 +183,14 @@ def _response(code: int, message: str) -> str:
 def _redact(text: str, settings: SmtpSettings) -> str:
     # Belt and braces: no code path formats the password, but server replies and
     # library errors are not ours to vouch for.
-    return text.replace(settings.password, "***") if settings.password else text
+    password = settings.password.get_secret_value() if settings.password else ""
+    return text.replace(password, "***") if password else text
 
 
 # -- webhook -----------------------------------------------------------------------
 
 
-@activity.defn(name="post_webhook")
-async def post_webhook(notification: Notification) -> DeliveryReceipt:
+async def _post_webhook(notification: Notification) -> DeliveryReceipt:
     what = f"webhook {notification.message_id}"
     url = notification.webhook
     if not url:

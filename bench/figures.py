@@ -3,6 +3,9 @@
 Every figure starts what it needs (dev server, SMTP sink, worker process) and stops
 it in a `finally` block. Each side gets its own fresh dev server, so neither pays
 for what the other left behind; both sides' workers run with the same settings.
+
+Longer than most modules: the seven figures share one harness, and each reads
+best next to the others it is compared with.
 """
 
 from __future__ import annotations

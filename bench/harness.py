@@ -2,7 +2,9 @@
 
 Everything is started by us on free loopback ports and stopped by PID, in `finally`
 blocks and again at interpreter exit, so nothing is left behind even when a
-benchmark fails or the run is interrupted.
+benchmark fails or the run is interrupted. Processes are started, awaited and
+stopped with escalator.devstack.processes; the sink is the one SMTP sink of
+escalator.devstack.mail_catcher.
 """
 
 from __future__ import annotations
@@ -14,8 +16,6 @@ import email.parser
 import email.policy
 import math
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,12 +29,14 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from escalator.devstack import processes
 from escalator.devstack.binaries import find_binary
+from escalator.devstack.mail_catcher import SmtpSink
+from escalator.devstack.processes import LOOPBACK, free_port
 from escalator.devstack.stack import SQLITE_PRAGMAS
 from escalator.domain.search_attributes import dev_server_flags
 
 ROOT = Path(__file__).resolve().parent.parent
-LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 60.0
 WORKER_START_TIMEOUT = 60.0
 STOP_GRACE_SECONDS = 10.0
@@ -48,15 +50,7 @@ def _stop(process: subprocess.Popen | None, grace: float = STOP_GRACE_SECONDS) -
     if process is None:
         return
     try:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=grace)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=grace)
-    except ProcessLookupError:
-        pass
+        processes.stop(process, grace=grace, group=True, kill_wait=grace)
     finally:
         _CHILDREN.pop(process.pid, None)
 
@@ -68,24 +62,10 @@ def stop_all_children() -> None:
 
 
 def _spawn(command: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    with open(log_path, "ab") as log:
-        process = subprocess.Popen(
-            command,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=ROOT,
-            start_new_session=True,  # own process group: signals reach only it
-        )
+    # In a process group of its own (spawn's default): signals reach only it.
+    process = processes.spawn(command, log_path, env=env, stdin=subprocess.DEVNULL, cwd=ROOT)
     _CHILDREN[process.pid] = process
     return process
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((LOOPBACK, 0))
-        return sock.getsockname()[1]
 
 
 def rss_mib(pid: int) -> float | None:
@@ -166,21 +146,16 @@ class DevServer:
             command += ["--db-filename", str(self.db_path)]
             command += [arg for pragma in SQLITE_PRAGMAS for arg in ("--sqlite-pragma", pragma)]
         self.process = _spawn(command, self.log_path, clean_env())
-        give_up = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"dev server exited with {self.process.returncode}; see {self.log_path}"
-                )
-            try:
-                self.client = await Client.connect(
-                    self.address, data_converter=pydantic_data_converter
-                )
-                return self
-            except RuntimeError:
-                if time.monotonic() > give_up:
-                    raise RuntimeError(f"dev server did not answer; see {self.log_path}") from None
-                await asyncio.sleep(0.2)
+        self.client = await processes.wait_ready(
+            self.process,
+            lambda: Client.connect(self.address, data_converter=pydantic_data_converter),
+            within=SERVER_START_TIMEOUT,
+            every=0.2,
+            retry_on=(RuntimeError,),
+            exited=lambda code: RuntimeError(f"dev server exited with {code}; see {self.log_path}"),
+            late=lambda: RuntimeError(f"dev server did not answer; see {self.log_path}"),
+        )
+        return self
 
     def rss_mib(self) -> float | None:
         return rss_mib(self.pid)
@@ -247,13 +222,14 @@ class WorkerProc:
             command += ["--set", f"{key}={value}"]
         env = clean_env(SMTP_HOST=LOOPBACK, SMTP_PORT=str(self.smtp_port), **self.env)
         self.process = _spawn(command, self.log_path, env)
-        give_up = time.monotonic() + WORKER_START_TIMEOUT
-        while not ready.exists():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"worker exited early; see {self.log_path}")
-            if time.monotonic() > give_up:
-                raise RuntimeError(f"worker not ready; see {self.log_path}")
-            await asyncio.sleep(0.05)
+        await processes.wait_ready(
+            self.process,
+            ready.exists,
+            within=WORKER_START_TIMEOUT,
+            every=0.05,
+            exited=lambda code: RuntimeError(f"worker exited early; see {self.log_path}"),
+            late=lambda: RuntimeError(f"worker not ready; see {self.log_path}"),
+        )
         return self
 
     def rss_mib(self) -> float | None:
@@ -287,44 +263,37 @@ class Received:
     headers: dict[str, str]
 
 
-class MailSink:
-    """An aiosmtpd server on loopback that timestamps every message on arrival.
+class MailSink(SmtpSink):
+    """The one SMTP sink (escalator.devstack.mail_catcher), timestamping every message
+    on arrival.
 
     It runs in its own thread (aiosmtpd's Controller), so arrival times do not wait
     for the benchmark's event loop. `wait_for` lets the driver react to a mail.
     """
 
     def __init__(self) -> None:
-        self.port = free_port()
+        super().__init__()
         self.messages: list[Received] = []
         self._by_key: dict[tuple[str, str], list[Received]] = defaultdict(list)
         self._waiters: dict[tuple[str, str], list[asyncio.Future]] = defaultdict(list)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._controller = None
+        self._parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 
     def start(self) -> MailSink:
-        from aiosmtpd.controller import Controller
-
         self._loop = asyncio.get_running_loop()
-        parser = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-        sink = self
+        return super().start()
 
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                at = time.time()
-                headers = parser.parsebytes(envelope.content)
-                rcpt = envelope.rcpt_tos[0].split("@")[0] if envelope.rcpt_tos else "?"
-                case_id = headers.get("X-Escalator-Case") or headers.get("X-Bench-Case") or "?"
-                purpose = headers.get("X-Escalator-Purpose") or headers.get("X-Bench-Purpose")
-                wanted = ("X-Bench-Breached", "Message-ID")
-                kept = {name: headers[name] for name in wanted if headers.get(name)}
-                sink._arrived(Received(at, case_id, f"{purpose}:{rcpt}", kept))
-                return "250 OK"
-
-        self._controller = Controller(Handler(), hostname=LOOPBACK, port=self.port)
-        self._controller.start()
-        return self
+    async def receive(self, envelope) -> str:
+        at = time.time()
+        headers = self._parser.parsebytes(envelope.content)
+        rcpt = envelope.rcpt_tos[0].split("@")[0] if envelope.rcpt_tos else "?"
+        case_id = headers.get("X-Escalator-Case") or headers.get("X-Bench-Case") or "?"
+        purpose = headers.get("X-Escalator-Purpose") or headers.get("X-Bench-Purpose")
+        wanted = ("X-Bench-Breached", "Message-ID")
+        kept = {name: headers[name] for name in wanted if headers.get(name)}
+        self._arrived(Received(at, case_id, f"{purpose}:{rcpt}", kept))
+        return "250 OK"
 
     def _arrived(self, mail: Received) -> None:
         key = (mail.case_id, mail.kind)
@@ -364,11 +333,6 @@ class MailSink:
     def count(self, kind: str | None = None) -> int:
         with self._lock:
             return sum(1 for m in self.messages if kind is None or m.kind == kind)
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
 
 
 # -- small helpers ----------------------------------------------------------------------

@@ -5,10 +5,13 @@
   that can be stopped with SIGTERM and started again on the same file.
 - `LoggedWorker`: the real `worker.py` as a subprocess whose log goes to a file
   (a pipe nobody reads would block a busy worker), with kill -9.
-- `BouncingMailSink`: the tests' SMTP sink, which answers 550 to any recipient
-  whose address contains "bounce" and notes when each message arrived;
-  `SlowMailSink` takes its time over each message, to catch a worker mid-send.
+- `BouncingMailSink`: the tests' SMTP sink (support.MailSink, on the one sink in
+  escalator.devstack.mail_catcher), which answers 550 to any recipient whose
+  address contains "bounce" and notes when each message arrived; `SlowMailSink`
+  takes its time over each message, to catch a worker mid-send.
 - Readers for what a case's timeline says was delivered.
+
+Processes are started, awaited and stopped with escalator.devstack.processes.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import signal
 import subprocess
 import time
 from collections import Counter
@@ -27,12 +29,13 @@ from support import MailSink, WorkerProcess, free_port
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
+from escalator.devstack import processes
 from escalator.devstack.binaries import find_binary
+from escalator.devstack.processes import LOOPBACK
 from escalator.devstack.stack import SQLITE_PRAGMAS, dynamic_config_flags
 from escalator.domain.models import TimelineEvent
 from escalator.domain.search_attributes import dev_server_flags
 
-LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 90.0  # generous: the machine has 2 cores and other test runs
 SERVER_STOP_TIMEOUT = 30.0
 WORKER_READY_TIMEOUT = 60.0
@@ -99,32 +102,28 @@ class DevServerProcess:
 
     def spawn(self) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
-        with open(self.log_path, "ab") as log:
-            log.write(f"--- start {self.starts + 1} at {datetime.now(UTC)} ---\n".encode())
-            log.flush()
-            self.process = subprocess.Popen(
-                self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+        self.process = processes.spawn(
+            self.command(),
+            self.log_path,
+            header=f"--- start {self.starts + 1} at {datetime.now(UTC)} ---",
+        )
         self.starts += 1
 
     async def _wait_until_it_answers(self) -> None:
-        give_up_at = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"the dev server exited with code {self.process.returncode}:\n"
-                    f"{tail(self.log_path)}"
-                )
-            try:
-                await self.connect()
-                return
-            except RuntimeError:
-                if time.monotonic() > give_up_at:
-                    raise AssertionError(
-                        f"the dev server did not answer within {SERVER_START_TIMEOUT:.0f}s:\n"
-                        f"{tail(self.log_path)}"
-                    ) from None
-                await asyncio.sleep(0.25)
+        await processes.wait_ready(
+            self.process,
+            self.connect,
+            within=SERVER_START_TIMEOUT,
+            every=0.25,
+            retry_on=(RuntimeError,),
+            exited=lambda code: AssertionError(
+                f"the dev server exited with code {code}:\n{tail(self.log_path)}"
+            ),
+            late=lambda: AssertionError(
+                f"the dev server did not answer within {SERVER_START_TIMEOUT:.0f}s:\n"
+                f"{tail(self.log_path)}"
+            ),
+        )
 
     async def connect(self) -> Client:
         # connect() asks for the server's system info, so success means it serves.
@@ -135,23 +134,13 @@ class DevServerProcess:
     def stop(self) -> None:
         """SIGTERM, and wait for it to exit (kill -9 if it will not)."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=SERVER_STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=SERVER_STOP_TIMEOUT)
+        processes.stop(process, grace=SERVER_STOP_TIMEOUT, kill_wait=SERVER_STOP_TIMEOUT)
 
     def kill(self) -> None:
         """kill -9: the server dies at once, mid-write if it must. A graceful stop can
         take seconds, during which the server still fires timers."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
-            return
-        process.kill()
-        process.wait(timeout=SERVER_STOP_TIMEOUT)
+        processes.kill(process, wait=SERVER_STOP_TIMEOUT)
 
     @property
     def running(self) -> bool:
@@ -183,42 +172,34 @@ class LoggedWorker(WorkerProcess):
         assert self.process is None or self.process.poll() is not None, "already running"
         path = self.log_dir / f"{self.name}-{len(self.logs) + 1}.log"
         self.logs.append(path)
-        with open(path, "wb") as log:
-            self.process = subprocess.Popen(
-                self.command, env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+        self.process = processes.spawn(
+            self.command, path, env=self.env, new_session=False, append=False
+        )
         return self
 
     async def ready(self, within: float = WORKER_READY_TIMEOUT) -> None:
         """Wait until this run of the worker says it is polling its task queue."""
-        give_up_at = time.monotonic() + within
-        while "worker polling" not in self.log_path.read_text(errors="replace"):
-            if self.process.poll() is not None:
-                raise AssertionError(
-                    f"{self.name} exited with code {self.process.returncode}:\n"
-                    f"{tail(self.log_path)}"
-                )
-            if time.monotonic() > give_up_at:
-                raise AssertionError(f"{self.name} not polling within {within:.0f}s")
-            await asyncio.sleep(0.1)
+        await processes.wait_ready(
+            self.process,
+            lambda: "worker polling" in self.log_path.read_text(errors="replace"),
+            within=within,
+            every=0.1,
+            exited=lambda code: AssertionError(
+                f"{self.name} exited with code {code}:\n{tail(self.log_path)}"
+            ),
+            late=lambda: AssertionError(f"{self.name} not polling within {within:.0f}s"),
+        )
 
     def kill(self) -> None:
         """kill -9: no graceful shutdown, tasks and activities in flight are dropped."""
         assert self.process is not None and self.process.poll() is None, f"{self.name} not alive"
-        self.process.kill()
-        self.process.wait(timeout=30)
+        processes.kill(self.process, wait=30)
         self.process = None
         self.kills += 1
 
     def stop(self) -> str:
         """SIGTERM (kill -9 after 15 s); return this run's log."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+        processes.stop(self.process, grace=15, kill_wait=15)
         self.process = None
         return self.log_text()
 
@@ -240,39 +221,17 @@ class BouncingMailSink(MailSink):
     """A MailSink that refuses, with a permanent 550, every recipient whose address
     contains "bounce", and stamps each message with its arrival time."""
 
-    def start(self) -> BouncingMailSink:
-        from aiosmtpd.controller import Controller
+    def refuse_recipient(self, address: str) -> str | None:
+        if "bounce" in address:
+            return f"550 5.1.1 <{address}>: mailbox unavailable"
+        return None
 
-        sink = self
-
-        class Handler:
-            async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-                if "bounce" in address:
-                    return f"550 5.1.1 <{address}>: mailbox unavailable"
-                envelope.rcpt_tos.append(address)
-                return "250 OK"
-
-            async def handle_DATA(self, server, session, envelope):
-                return await sink.take(envelope)
-
-        self._controller = Controller(Handler(), hostname=LOOPBACK, port=self.port)
-        self._controller.start()
-        return self
-
-    async def take(self, envelope) -> str:
+    async def receive(self, envelope) -> str:
         """Keep one message, stamped with its recipients and arrival time; the answer."""
-        import email
-        import email.policy
-
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        message = self.parse(envelope)
         message["X-Sink-Received"] = datetime.now(UTC).isoformat()
         self.messages.append(message)
         return "250 OK"
-
-    @property
-    def up(self) -> bool:
-        return self._controller is not None
 
     def for_case(self, case_id: str) -> list:
         return [m for m in list(self.messages) if m["X-Escalator-Case"] == case_id]
@@ -297,8 +256,8 @@ class SlowMailSink(BouncingMailSink):
         self.receiving = 0
         self.answered: dict[str, datetime] = {}  # Message-ID: when it got its 250
 
-    async def take(self, envelope) -> str:
-        answer = await super().take(envelope)
+    async def receive(self, envelope) -> str:
+        answer = await super().receive(envelope)
         message_id = self.messages[-1]["Message-ID"]  # before another can arrive
         self.receiving += 1
         try:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import contextlib
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from escalator.adapters.policy_files import load_policy
+from escalator.devstack import processes
+from escalator.devstack.mail_catcher import SmtpSink
+from escalator.devstack.processes import free_port
 from escalator.domain.assessment import (
     AssessmentRequest,
     AssessmentResult,
@@ -33,6 +43,7 @@ from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
 DEFAULT_POLICY = load_policy("policies/default.yaml")
+ESCALATOR = [sys.executable, "-m", "escalator.cli"]  # the CLI, as a user runs it
 
 
 def actor(user: str = "alice", role: str = "engineer", account: str = "default") -> Actor:
@@ -147,48 +158,26 @@ async def eventually(predicate, *, within: float = 10.0, interval: float = 0.05)
         await asyncio.sleep(interval)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class MailSink:
-    """A real SMTP server on loopback (aiosmtpd) that keeps what it receives.
+class MailSink(SmtpSink):
+    """The one SMTP sink (escalator.devstack.mail_catcher), keeping what it receives:
+    each message parsed, with its envelope recipients in an `X-Envelope-To` header.
 
     It can be stopped and started again on the same port, to stage SMTP outages.
     """
 
     def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
+        super().__init__(port)
         self.messages: list = []  # email.message.EmailMessage, in arrival order
-        self._controller = None
 
-    def start(self) -> MailSink:
-        from aiosmtpd.controller import Controller
+    async def receive(self, envelope) -> str:
+        self.messages.append(self.parse(envelope))
+        return "250 OK"
 
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):
-                import email
-                import email.policy
-
-                message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-                message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
-                sink.messages.append(message)
-                return "250 OK"
-
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self._controller.start()
-        return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
-            self._controller = None
+    @staticmethod
+    def parse(envelope):
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        return message
 
     def to(self, address: str) -> list:
         return [m for m in self.messages if address in m["X-Envelope-To"]]
@@ -205,9 +194,6 @@ class WorkerProcess:
     """The real `worker.py`, run as a subprocess the way an operator runs it."""
 
     def __init__(self, *, temporal_address: str, task_queue: str, smtp_port: int, **env) -> None:
-        import os
-        import sys
-
         # A developer's own key must not make the worker encrypt what the tests'
         # plain clients read.
         inherited = {k: v for k, v in os.environ.items() if k != "ESCALATOR_ENCRYPTION_KEY"}
@@ -224,11 +210,10 @@ class WorkerProcess:
         self.process = None
 
     def start(self) -> WorkerProcess:
-        import subprocess
-
-        self.process = subprocess.Popen(
+        self.process = processes.spawn(
             self.command,
             env=self.env,
+            new_session=False,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
@@ -239,14 +224,65 @@ class WorkerProcess:
         """Stop gracefully (SIGTERM) and return what the worker wrote to stderr."""
         if self.process is None:
             return ""
-        self.process.terminate()
-        try:
-            _, err = self.process.communicate(timeout=15)
-        except Exception:
-            self.process.kill()
-            _, err = self.process.communicate()
+        _, err = processes.stop(self.process, grace=15)
         self.process = None
         return err
+
+
+class EscalatorUp:
+    """`escalator up` as a subprocess, as a user types it: on free ports of its own
+    and a data dir of its own, with the mail catcher filing mail under it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port, self.ui_port, self.mail_port = free_port(), free_port(), free_port()
+        self.process: subprocess.Popen | None = None
+        self.output = ""
+
+    def up(self, *, within: float = 90) -> EscalatorUp:
+        """Start it; return once it prints that it is ready."""
+        command = [
+            *ESCALATOR, "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
+            "--ui-port", str(self.ui_port), "--mail-port", str(self.mail_port),
+        ]  # fmt: skip
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("SMTP_HOST", None)
+        self.process = processes.spawn(
+            command,
+            env=env,
+            new_session=False,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        ready, lines = processes.read_until(self.process, "Escalator is ready.", within=within)
+        self.output = "".join(lines)  # what this run printed
+        if ready:
+            return self
+        self.down()
+        raise AssertionError(f"escalator up did not become ready:\n{self.output}")
+
+    def down(self, *, within: float = 45) -> int:
+        """Ctrl-C (SIGINT), and wait for it to exit; its exit code."""
+        if self.process is None:
+            return 0
+        rest, _ = processes.stop(self.process, grace=within, signum=signal.SIGINT)
+        self.output += rest or ""
+        code, self.process = self.process.returncode, None
+        return code
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess:
+        """One `escalator` command against this stack."""
+        env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}"}
+        return subprocess.run(
+            [*ESCALATOR, *args], capture_output=True, text=True, env=env, timeout=60
+        )
+
+    def mail(self) -> list[str]:
+        """The caught mails' text, oldest first."""
+        return [
+            p.read_text(errors="replace") for p in sorted((self.data_dir / "mail").glob("*.eml"))
+        ]
 
 
 @dataclass

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
+from examples_budget import examples
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -614,7 +615,7 @@ def cases(draw: st.DrawFn) -> tuple[BusinessCalendar, datetime, timedelta]:
     return cal, start, draw(durations(cal))
 
 
-PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, database=None)
+PROPERTY_SETTINGS = settings(max_examples=examples(200), deadline=None, database=None)
 
 
 @PROPERTY_SETTINGS

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from examples_budget import examples
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -177,4 +178,6 @@ class CaseMachine(RuleBasedStateMachine):
 
 
 TestCaseMachine = CaseMachine.TestCase
-TestCaseMachine.settings = settings(max_examples=100, stateful_step_count=40, deadline=None)
+TestCaseMachine.settings = settings(
+    max_examples=examples(100), stateful_step_count=40, deadline=None
+)

@@ -7,86 +7,24 @@ mail catcher) and one `escalator` process per command, exactly as a user types t
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 import unicodedata
-from pathlib import Path
 
 import pytest
-from support import free_port
+from support import ESCALATOR, EscalatorUp
 
 pytestmark = pytest.mark.integration
-
-ESCALATOR = [sys.executable, "-m", "escalator.cli"]
-
-
-class EmbeddedStack:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port, self.ui_port, self.mail_port = free_port(), free_port(), free_port()
-        self.process: subprocess.Popen | None = None
-        self.output = ""
-
-    def up(self) -> EmbeddedStack:
-        command = [
-            *ESCALATOR, "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
-            "--ui-port", str(self.ui_port), "--mail-port", str(self.mail_port),
-        ]  # fmt: skip
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("SMTP_HOST", None)
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        deadline = time.monotonic() + 90
-        lines = []
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "Escalator is ready." in line:
-                self.output = "".join(lines)
-                return self
-        self.down()
-        raise AssertionError("escalator up did not become ready:\n" + "".join(lines))
-
-    def down(self) -> int:
-        if self.process is None:
-            return 0
-        self.process.send_signal(signal.SIGINT)  # what Ctrl-C does
-        try:
-            rest, _ = self.process.communicate(timeout=45)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            rest, _ = self.process.communicate()
-        self.output += rest or ""
-        code = self.process.returncode
-        self.process = None
-        return code
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}"}
-        return subprocess.run(
-            [*ESCALATOR, *args], capture_output=True, text=True, env=env, timeout=60
-        )
-
-    def mail(self) -> list[str]:
-        return [
-            p.read_text(errors="replace") for p in sorted((self.data_dir / "mail").glob("*.eml"))
-        ]
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    stack = EmbeddedStack(tmp_path_factory.mktemp("escalator-up")).up()
+    stack = EscalatorUp(tmp_path_factory.mktemp("escalator-up")).up()
     yield stack
     stack.down()
 
 
-def start(stack: EmbeddedStack, case_id: str, *extra: str) -> subprocess.CompletedProcess:
+def start(stack: EscalatorUp, case_id: str, *extra: str) -> subprocess.CompletedProcess:
     return stack.cli(
         "start", "--case-id", case_id, "--title", "Outlook fails to sync", "--severity", "P2",
         "--policy", "tests/policies/fast.yaml", "--customer-email", "jane@acme.example",
@@ -198,7 +136,7 @@ def test_mail_catcher_receives_the_escalation_mail(stack):
 
 
 def test_open_case_survives_restart_and_still_escalates(tmp_path):
-    stack = EmbeddedStack(tmp_path).up()
+    stack = EscalatorUp(tmp_path).up()
     try:
         assert start(stack, "persist", "--severity", "P3").returncode == 0
     finally:
@@ -222,7 +160,7 @@ def test_open_case_survives_restart_and_still_escalates(tmp_path):
 
 
 def test_taken_port_is_a_one_line_error(stack):
-    clash = EmbeddedStack(stack.data_dir.parent / "clash")
+    clash = EscalatorUp(stack.data_dir.parent / "clash")
     clash.port = stack.port
     result = subprocess.run(
         [*ESCALATOR, "up", "--data-dir", str(clash.data_dir), "--port", str(stack.port)],

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from fractions import Fraction
 
+from examples_budget import examples
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 from ruamel.yaml import YAML
@@ -25,10 +26,12 @@ from escalator.domain.durations import format_duration, parse_duration
 from escalator.domain.errors import PolicyError
 from escalator.domain.models import CaseInput
 
-SETTINGS = settings(max_examples=300, deadline=None, database=None)
+SETTINGS = settings(max_examples=examples(300), deadline=None, database=None)
 # Policy texts are emitted by ruamel.yaml, whose emitter can write flow YAML its own
 # parser refuses; derandomized, so a new such quirk fails here, not a random CI run.
-POLICY_SETTINGS = settings(max_examples=150, deadline=None, database=None, derandomize=True)
+POLICY_SETTINGS = settings(
+    max_examples=examples(150), deadline=None, database=None, derandomize=True
+)
 
 MAX_SECONDS = timedelta.max // timedelta(seconds=1)  # 999999999 days 23:59:59
 _FORMATTED = re.compile(r"^(?:\d+d)?(?:\d+h)?(?:\d+m)?(?:\d+s)?$")

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
@@ -25,6 +24,8 @@ import activities
 from activities import notifications
 from activities.notifications import post_webhook, send_email
 from escalator.adapters.smtp_settings import SmtpSettings
+from escalator.devstack.mail_catcher import SmtpSink
+from escalator.devstack.processes import free_port
 from escalator.domain.errors import InvalidInput
 from escalator.domain.models import CaseBrief, Notification, TierRef
 from escalator.domain.notification_text import webhook_payload
@@ -53,12 +54,6 @@ def make_notification(**overrides) -> Notification:
     return Notification(**fields)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def run(activity_fn, notification: Notification):
     return await ActivityEnvironment().run(activity_fn, notification)
 
@@ -81,17 +76,16 @@ def clean_env(monkeypatch):
 
 
 def test_all_activities_are_exported_under_the_workflows_names():
-    from escalator.domain import assessment
-    from workflows import escalation
+    from escalator.adapters.settings import EscalatorSettings
+    from escalator.domain import names as n
 
-    names = {fn.__temporal_activity_definition.name for fn in activities.ALL_ACTIVITIES}
-    called = {
-        escalation.SEND_EMAIL,
-        escalation.POST_WEBHOOK,
-        assessment.ASSESS_CASE,
-        assessment.DRAFT_FOR_AUDIENCE,
-    }
-    assert names == called
+    called = {n.SEND_EMAIL, n.POST_WEBHOOK, n.ASSESS_CASE, n.DRAFT_FOR_AUDIENCE}
+    functions = {fn.__temporal_activity_definition.name for fn in activities.ALL_ACTIVITIES}
+    methods = activities.activities_for(EscalatorSettings.defaults())
+    assert functions == called
+    assert [m.__temporal_activity_definition.name for m in methods] == [
+        fn.__temporal_activity_definition.name for fn in activities.ALL_ACTIVITIES
+    ]
 
 
 # -- SMTP settings -------------------------------------------------------------------
@@ -121,7 +115,8 @@ def test_smtp_settings_read_every_variable():
         }
     )
     assert (settings.host, settings.port, settings.username) == ("smtp.example.com", 587, "bot")
-    assert settings.password == PASSWORD
+    assert settings.password is not None
+    assert settings.password.get_secret_value() == PASSWORD
     assert settings.starttls is True
     assert settings.mail_from == "Help Desk <help@example.com>"
 
@@ -160,21 +155,19 @@ def test_smtp_settings_repr_masks_the_password():
 # -- send_email ------------------------------------------------------------------------
 
 
-class MailHandler:
-    """aiosmtpd handler: records accepted mail; refuses what a test tells it to."""
+class MailHandler(SmtpSink):
+    """The shared SMTP sink: records accepted mail; refuses what a test tells it to."""
 
     def __init__(self, *, refuse: dict[str, str] | None = None, data_reply: str | None = None):
+        super().__init__()
         self.refuse = refuse or {}
         self.data_reply = data_reply
         self.envelopes = []
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
-        if address in self.refuse:
-            return self.refuse[address]
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
+    def refuse_recipient(self, address: str) -> str | None:
+        return self.refuse.get(address)
 
-    async def handle_DATA(self, server, session, envelope):
+    async def receive(self, envelope) -> str:
         if self.data_reply:
             return self.data_reply
         self.envelopes.append(envelope)
@@ -183,21 +176,18 @@ class MailHandler:
 
 @pytest.fixture
 def smtp_server(monkeypatch):
-    """Start an aiosmtpd server on a free loopback port and point SMTP_* at it."""
-    controllers: list[Controller] = []
+    """Start the sink on a free loopback port and point SMTP_* at it."""
+    sinks: list[SmtpSink] = []
 
-    def start(handler: MailHandler, **smtp_kwargs) -> Controller:
-        port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port, **smtp_kwargs)
-        controller.start()
-        controllers.append(controller)
-        monkeypatch.setenv("SMTP_HOST", "127.0.0.1")
-        monkeypatch.setenv("SMTP_PORT", str(port))
-        return controller
+    def start(handler: MailHandler, **smtp_options) -> MailHandler:
+        sinks.append(handler.start(**smtp_options))
+        monkeypatch.setenv("SMTP_HOST", handler.host)
+        monkeypatch.setenv("SMTP_PORT", str(handler.port))
+        return handler
 
     yield start
-    for controller in controllers:
-        controller.stop()
+    for sink in sinks:
+        sink.stop()
 
 
 async def test_send_email_delivers_the_rendered_mail(smtp_server, caplog):

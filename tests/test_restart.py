@@ -12,21 +12,16 @@ from __future__ import annotations
 import email
 import errno
 import json
-import os
-import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from support import free_port
+from support import EscalatorUp, free_port
 
 from escalator.devstack.stack import LOOPBACK, StackOptions, check_ports_free, port_is_free
 from escalator.domain.errors import InvalidInput
 
-ESCALATOR = [sys.executable, "-m", "escalator.cli"]
 TCP_STATES = {"01": "ESTABLISHED", "06": "TIME_WAIT", "0A": "LISTEN"}
 
 
@@ -134,62 +129,22 @@ escalation:
 """
 
 
-class Up:
+class Up(EscalatorUp):
     """`escalator up` as a subprocess, on fixed ports and a data dir of its own."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.ports = {"--port": free_port(), "--ui-port": free_port(), "--mail-port": free_port()}
-        self.process: subprocess.Popen | None = None
-        self.output = ""
-
     def start(self) -> Up:
-        command = [*ESCALATOR, "up", "--data-dir", str(self.data_dir)]
-        for flag, port in self.ports.items():
-            command += [flag, str(port)]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        env.pop("SMTP_HOST", None)
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.output += line
-            if "Escalator is ready." in line:
-                return self
-        self.stop()
-        raise AssertionError(f"escalator up did not become ready:\n{self.output}")
+        return self.up()
 
     def stop(self) -> int:
         """Ctrl-C (SIGINT), and wait for it to exit."""
-        if self.process is None:
-            return 0
-        self.process.send_signal(signal.SIGINT)
-        try:
-            rest, _ = self.process.communicate(timeout=90)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            rest, _ = self.process.communicate()
-        self.output += rest or ""
-        code, self.process = self.process.returncode, None
-        return code
-
-    def cli(self, *args: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, "TEMPORAL_ADDRESS": f"{LOOPBACK}:{self.ports['--port']}"}
-        return subprocess.run(
-            [*ESCALATOR, *args], capture_output=True, text=True, env=env, timeout=60
-        )
+        return self.down(within=90)
 
     def mail(self, case_id: str, recipient: str) -> list[str]:
-        found = []
-        for path in sorted((self.data_dir / "mail").glob("*.eml")):
-            text = path.read_text(errors="replace")
-            if f"X-Escalator-Case: {case_id}" in text and recipient in text:
-                found.append(text)
-        return found
+        return [
+            text
+            for text in super().mail()
+            if f"X-Escalator-Case: {case_id}" in text and recipient in text
+        ]
 
 
 def message_id(text: str) -> str:
@@ -224,7 +179,7 @@ def test_up_again_right_after_ctrl_c_on_the_same_ports_and_the_case_carries_on(t
         assert up.stop() == 0, up.output
     stopped_at = time.monotonic()
     assert "open cases are kept" in up.output
-    mail_port = up.ports["--mail-port"]
+    mail_port = up.mail_port
     lingering = local_states(mail_port) if Path("/proc/net/tcp").exists() else set()
     old_probe_refused = not bind_without_reuse(mail_port)
     # The bug's condition: the catcher closed its side of each SMTP connection first

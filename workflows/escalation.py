@@ -36,7 +36,6 @@ with workflow.unsafe.imports_passed_through():
     import idna.core
     import idna.intranges
     import idna.package_data  # noqa: F401
-    from pydantic_core import to_json
 
     from escalator.domain import assessment as ai
     from escalator.domain import briefing, case_view, limits, patches
@@ -63,10 +62,11 @@ with workflow.unsafe.imports_passed_through():
         InvalidInput,
         Malformed,
         decode_case_input,
-        one_line_error,
+        decode_update,
         parse_message,
         user_in,
     )
+    from workflows.send_budget import SendBudget
 
 # Delivery retries on its own schedule, independent of the case: transient failures
 # back off up to a minute between tries for a whole day; permanent ones stop at once.
@@ -151,8 +151,7 @@ class EscalationWorkflow:
         self._published: dict[str, object] = {}  # search attributes as last upserted
         self._assessment_task: asyncio.Task | None = None  # the newest one
         self._assessment_generation = 0  # bumped when the running one is superseded
-        self._send_task = -1  # the workflow task (by history length) of _send_bytes
-        self._send_bytes = 0  # activity input scheduled in that task
+        self._send_budget = SendBudget()  # activity input one workflow task may carry
 
     # -- the run loop -------------------------------------------------------------
 
@@ -267,7 +266,7 @@ class EscalationWorkflow:
 
     async def _deliver(self, effect: engine.Deliver) -> None:
         notice = effect.notification
-        await self._send_budget(notice)
+        await self._send_budget.wait_for_room(notice)
         try:
             receipt = await workflow.execute_activity(
                 effect.activity,
@@ -311,7 +310,7 @@ class EscalationWorkflow:
 
     async def _assess(self, request: ai.AssessmentRequest) -> None:
         generation = self._assessment_generation
-        await self._send_budget(request)
+        await self._send_budget.wait_for_room(request)
         failure = ""
         result: ai.AssessmentResult | None
         try:
@@ -445,21 +444,8 @@ class EscalationWorkflow:
         return self._apply(step)
 
     def _update_payload(self, action: str, model: type, payload: RawValue) -> Any:
-        """Decode an update's argument. In the validator a malformed one is rejected
-        with a one-line reason before anything is written to history."""
         _reject_if(self._invalid_input)
-        try:
-            try:
-                value = workflow.payload_converter().from_payload(payload.payload)
-            except Exception as error:  # not even JSON (a foreign client's encoding)
-                raise Malformed(one_line_error(error)) from None
-            return parse_message(model, value)
-        except Malformed as malformed:
-            raise ApplicationError(
-                f"rejected: {action}: malformed payload: {malformed}",
-                type=ACTION_REFUSED,
-                non_retryable=True,
-            ) from None
+        return decode_update(action, model, payload)
 
     # -- queries ------------------------------------------------------------------
 
@@ -478,28 +464,6 @@ class EscalationWorkflow:
         return list(self._state.timeline)
 
     # -- bounds on one workflow task and one run --------------------------------------
-
-    async def _send_budget(self, activity_input: object) -> None:
-        """Wait, if need be, until this input fits in the current workflow task.
-
-        One task's completion carries every activity it schedules, and gRPC refuses
-        more than 4 MiB. A burst of messages handled in one task could schedule more,
-        and that task would fail on every retry. So past TASK_SEND_BYTES the rest
-        waits for the next task, which the activities already scheduled bring. The
-        history length tells tasks apart, the same live and on replay."""
-        size = len(to_json(activity_input))
-        while True:
-            task = workflow.info().get_current_history_length()
-            if task != self._send_task:
-                self._send_task, self._send_bytes = task, 0
-            if self._send_bytes == 0 or self._send_bytes + size <= limits.TASK_SEND_BYTES:
-                self._send_bytes += size
-                return
-
-            def next_task(seen: int = task) -> bool:
-                return workflow.info().get_current_history_length() != seen
-
-            await workflow.wait_condition(next_task)
 
     def _ready_to_continue_as_new(self) -> bool:
         info = workflow.info()

@@ -11,8 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from temporalio import workflow
+from temporalio.common import RawValue
+from temporalio.exceptions import ApplicationError
+
 from escalator.domain.errors import describe_validation_error
 from escalator.domain.models import CaseInput
+from escalator.domain.names import ACTION_REFUSED
 
 _INVALID_INPUT_CHARS = 1000
 
@@ -53,6 +58,23 @@ def parse_message(model: type, value: object) -> Any:
         return model.model_validate_json(json.dumps(value))  # type: ignore[attr-defined]
     except (TypeError, ValueError) as error:  # pydantic's ValidationError is a ValueError
         raise Malformed(one_line_error(error)) from None
+
+
+def decode_update(action: str, model: type, payload: RawValue) -> Any:
+    """An update's argument, decoded. In the validator a malformed one is rejected
+    with a one-line reason before anything is written to history."""
+    try:
+        try:
+            value = workflow.payload_converter().from_payload(payload.payload)
+        except Exception as error:  # not even JSON (a foreign client's encoding)
+            raise Malformed(one_line_error(error)) from None
+        return parse_message(model, value)
+    except Malformed as malformed:
+        raise ApplicationError(
+            f"rejected: {action}: malformed payload: {malformed}",
+            type=ACTION_REFUSED,
+            non_retryable=True,
+        ) from None
 
 
 def user_in(data: object) -> str | None:

@@ -13,14 +13,19 @@ class TemporalUnavailable(EscalatorError):
     """The Temporal service could not be reached."""
 
 
-async def connect(settings: TemporalSettings) -> Client:
+async def connect(settings: TemporalSettings | None = None) -> Client:
+    """A client for `settings` (default: TemporalSettings.from_env()): the address,
+    namespace, API key, TLS or mTLS and gRPC metadata of the envconfig profile, with
+    TEMPORAL_ADDRESS and friends on top."""
+    settings = settings or TemporalSettings.from_env()
     converter = data_converter()  # a bad ESCALATOR_ENCRYPTION_KEY fails here, before I/O
     try:
         return await Client.connect(
             settings.address,
             namespace=settings.namespace,
-            api_key=settings.api_key,
-            tls=settings.tls,
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            tls=settings.connect_tls(),
+            rpc_metadata=settings.rpc_metadata,
             # Every client and worker uses the pydantic converter, so our models
             # (datetimes, timedeltas, tuples) round-trip exactly; with
             # ESCALATOR_ENCRYPTION_KEY set, payloads are AES-GCM encrypted too.

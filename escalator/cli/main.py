@@ -8,6 +8,9 @@ Case text is untrusted, so everything printed is terminal-safe
 (escalator.domain.terminal_text): control and format characters in a title, a note, a
 name or an error that echoes input are shown as visible escapes like `\\x1b`.
 `--json` output is still the same JSON, with such characters as `\\u` escapes.
+
+Longer than most modules: the whole command line (parser, commands and their
+error mapping) is one table a user's `--help` mirrors.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -21,14 +20,14 @@ from pathlib import Path
 from temporalio.client import Client
 
 from escalator.adapters.settings import DEFAULT_TASK_QUEUE
+from escalator.devstack import processes
 from escalator.devstack.binaries import find_binary
-from escalator.devstack.mail_catcher import MailCatcher
+from escalator.devstack.mail_catcher import MailCatcher, require_devstack
+from escalator.devstack.processes import LOOPBACK, STOP_GRACE_SECONDS, port_is_free
 from escalator.domain.errors import EscalatorError, InvalidInput
 from escalator.domain.search_attributes import dev_server_flags
 
-LOOPBACK = "127.0.0.1"
 SERVER_START_TIMEOUT = 60.0
-STOP_GRACE_SECONDS = 15.0
 # Measured about twice as fast as SQLite's defaults for the dev server's workload.
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 # The workflow task timeout of every case started without one (Temporal's default is
@@ -86,25 +85,6 @@ def check_ports_free(options: StackOptions, *, with_catcher: bool) -> None:
             )
 
 
-def port_is_free(port: int, host: str = LOOPBACK) -> bool:
-    """Whether a server could listen on host:port now.
-
-    The probe binds the way our servers do, with SO_REUSEADDR (asyncio's
-    create_server, which the mail catcher uses, and Go's net.Listen, which the dev
-    server uses, both set it). On Linux that bind still fails while anything LISTENs
-    on the port, but succeeds when all that is left are connections in TIME_WAIT,
-    which a stopped mail catcher leaves for a minute after each mail. Without it,
-    `make run` right after a Ctrl-C said the mail port was in use.
-    """
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 class Stack:
     def __init__(self, options: StackOptions, announce=None) -> None:
         self.options = options
@@ -121,6 +101,8 @@ class Stack:
     # -- lifecycle ------------------------------------------------------------
 
     async def run(self) -> int:
+        if self.with_catcher:
+            require_devstack()  # one line, not a traceback, without the extra
         check_ports_free(self.options, with_catcher=self.with_catcher)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         stop = asyncio.Event()
@@ -160,12 +142,12 @@ class Stack:
     def shutdown(self) -> None:
         # The worker drains first: mail in flight gets its grace period, and it can
         # still reach the mail catcher and the server, which stop after it.
-        _stop_process(self.worker, grace=self.worker_grace)
+        processes.stop(self.worker, grace=self.worker_grace)
         self.worker = None
         if self.catcher is not None:
             self.catcher.stop()
             self.catcher = None
-        _stop_process(self.server)
+        processes.stop(self.server)
         self.server = None
 
     # -- children -------------------------------------------------------------
@@ -192,30 +174,29 @@ class Stack:
             *dev_server_flags(),
             *dynamic_config_flags(),
         ]
-        self.server = _spawn(command, self.data_dir / "temporal.log")
+        # Its own process group, so Ctrl-C in the terminal reaches only us and we
+        # stop the children in order (worker before server).
+        self.server = processes.spawn(command, self.data_dir / "temporal.log")
         await self._wait_until_server_answers()
 
     async def _wait_until_server_answers(self) -> None:
-        loop = asyncio.get_running_loop()
-        give_up_at = loop.time() + SERVER_START_TIMEOUT
-        while True:
-            if self.server.poll() is not None:
-                raise EscalatorError(
-                    f"the Temporal dev server exited with code {self.server.returncode}: "
-                    f"{_last_line(self.data_dir / 'temporal.log')}"
-                )
-            try:
-                # connect() asks the server for its system info, so success means
-                # the frontend is serving.
-                await Client.connect(self.options.address, namespace=self.options.namespace)
-                return
-            except RuntimeError:
-                if loop.time() > give_up_at:
-                    raise EscalatorError(
-                        "the Temporal dev server did not answer within "
-                        f"{SERVER_START_TIMEOUT:.0f}s; see {self.data_dir / 'temporal.log'}"
-                    ) from None
-                await asyncio.sleep(0.25)
+        log = self.data_dir / "temporal.log"
+        await processes.wait_ready(
+            self.server,
+            # connect() asks the server for its system info, so success means the
+            # frontend is serving.
+            lambda: Client.connect(self.options.address, namespace=self.options.namespace),
+            within=SERVER_START_TIMEOUT,
+            every=0.25,
+            retry_on=(RuntimeError,),
+            exited=lambda code: EscalatorError(
+                f"the Temporal dev server exited with code {code}: {_last_line(log)}"
+            ),
+            late=lambda: EscalatorError(
+                "the Temporal dev server did not answer within "
+                f"{SERVER_START_TIMEOUT:.0f}s; see {log}"
+            ),
+        )
 
     def _start_worker(self) -> None:
         env = {
@@ -227,7 +208,9 @@ class Stack:
         }
         if self.with_catcher:
             env.update(SMTP_HOST=LOOPBACK, SMTP_PORT=str(self.options.mail_port))
-        self.worker = _spawn([sys.executable, "-m", "worker"], self.data_dir / "worker.log", env)
+        self.worker = processes.spawn(
+            [sys.executable, "-m", "worker"], self.data_dir / "worker.log", env=env
+        )
 
     def _banner(self) -> None:
         options = self.options
@@ -261,15 +244,6 @@ class Stack:
         )
 
 
-def _spawn(command: list[str], log_path: Path, env: dict | None = None) -> subprocess.Popen:
-    # Each child gets its own process group, so Ctrl-C in the terminal reaches only
-    # us and we stop the children in order (worker before server).
-    with open(log_path, "ab") as log:
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-
 def _worker_stop_grace() -> float:
     """The worker's own drain time (read from the same environment) plus a margin."""
     from escalator.runtime.worker import graceful_shutdown_timeout
@@ -279,17 +253,6 @@ def _worker_stop_grace() -> float:
     except EscalatorError:
         drain = 0.0  # the worker refused to start on it, so there is nothing to drain
     return drain + STOP_GRACE_SECONDS
-
-
-def _stop_process(process: subprocess.Popen | None, grace: float = STOP_GRACE_SECONDS) -> None:
-    if process is None or process.poll() is not None:
-        return
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 def _last_line(path: Path) -> str:

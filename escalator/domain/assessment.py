@@ -13,6 +13,9 @@ Case text comes from customers and support agents and is untrusted. The prompt r
     from case text as well), email, environment variables or credentials;
   - the input is kept under `TOKEN_BUDGET` by dropping the oldest notes first, then
     shortening the description, and the data says what was left out.
+
+Longer than most modules: the prompt, its budget and the offline assessor must
+agree on the same request shape, so they stay together.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -525,7 +529,7 @@ def build_messages(
     return system, messages, True
 
 
-def _largest_fitting(low: int, high: int, fits) -> int:
+def _largest_fitting(low: int, high: int, fits: Callable[[int], bool]) -> int:
     """The largest n in [low, high] with fits(n), given fits(low) and monotonic fits."""
     while low < high:
         middle = (low + high + 1) // 2
@@ -730,7 +734,7 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _unique(items) -> list[str]:
+def _unique(items: Iterable[str]) -> list[str]:
     seen: dict[str, None] = {}
     for item in items:
         line = _one_line(item)

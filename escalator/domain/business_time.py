@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from itertools import pairwise
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator
@@ -48,7 +48,7 @@ from escalator.domain.durations import format_duration
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 # Index = date.weekday(), so WEEKDAYS[day.weekday()] is that day's key.
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_DAY_NAMES = {
+_DAY_NAMES: dict[str, Weekday] = {
     **{day: day for day in WEEKDAYS},
     "monday": "mon",
     "tuesday": "tue",
@@ -177,10 +177,12 @@ class BusinessCalendar(BaseModel):
 
     def ranges_on(self, day: date) -> tuple[tuple[int, int], ...]:
         """Open ranges of a local day as (start, end) minutes after midnight; () if closed."""
-        private = self.__pydantic_private__  # read directly: this runs for every day walked
+        # Read directly: this runs for every day walked. Never None once validated.
+        private: dict[str, Any] = self.__pydantic_private__  # type: ignore[assignment]
         if day in private["_closed_days"]:
             return ()
-        return private["_week"][day.weekday()]
+        week: tuple[tuple[tuple[int, int], ...], ...] = private["_week"]
+        return week[day.weekday()]
 
 
 ALWAYS_OPEN = BusinessCalendar()
@@ -232,7 +234,8 @@ def _zone(key: str) -> ZoneInfo:
     # Imported inside Temporal's workflow sandbox without being passed through, this
     # module sees a restricted proxy of ZoneInfo whose instances datetime refuses as a
     # tzinfo. A bound method's __self__ is the real zone, here and outside the sandbox.
-    return zone.utcoffset.__self__
+    real: ZoneInfo = zone.utcoffset.__self__  # type: ignore[attr-defined]
+    return real
 
 
 def _utc(moment: datetime, name: str) -> datetime:

@@ -2,6 +2,9 @@
 
 One model per workflow, handler and activity, so fields can be added later without
 breaking callers. All of it is plain pydantic, safe to import in workflow code.
+
+Longer than most modules: every wire model is here, so a reader sees the whole
+contract of the workflow in one place.
 """
 
 from __future__ import annotations

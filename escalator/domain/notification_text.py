@@ -10,6 +10,9 @@ worked the case and is untrusted. Two rules keep it harmless:
   - the mail body is built once as plain data (`_Section`s) and only then rendered,
     and the HTML renderer escapes *every* string it is given. No template string ever
     mixes markup with case text, so no field can be forgotten.
+
+Longer than most modules: mail and webhook wording share the one escaping path,
+and splitting them would invite a second, unescaped one.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
 
-from escalator.domain.assessment import DraftRequest, offline_draft
+from escalator.domain.assessment import AssessmentResult, DraftRequest, offline_draft
 from escalator.domain.models import (
     Deadline,
     Escalation,
@@ -215,7 +218,7 @@ def _what_happened(n: Notification) -> tuple[_Block, ...]:
     return tuple(facts)
 
 
-def _source_label(assessment) -> str:
+def _source_label(assessment: AssessmentResult) -> str:
     if assessment.source == "offline":
         return "offline heuristic: extracted from the case, no model was used"
     return f"model {assessment.model}"

@@ -106,7 +106,7 @@ def check_webhook_url(value: str) -> str:
 WebhookUrl = Annotated[str, AfterValidator(check_webhook_url)]
 
 
-def _not_a_boolean(kind: str):
+def _not_a_boolean(kind: str) -> BeforeValidator:
     """pydantic's lax mode reads `true` as 1; in a policy that is always a mistake."""
 
     def check(value: object) -> object:

@@ -8,6 +8,8 @@ Search attributes are never encrypted, so no customer names, emails or free text
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.common import SearchAttributeKey
 
@@ -35,8 +37,9 @@ ALL_KEYS = (
     NEEDS_REVIEW,
 )
 
-# Names as the `temporal` CLI spells the types (`--search-attribute Name=Type`).
-_CLI_TYPE = {
+# Names as the `temporal` CLI spells the types (`--search-attribute Name=Type`). Keyed by
+# int: temporalio's SearchAttributeIndexedValueType is an IntEnum of the same numbers.
+_CLI_TYPE: dict[int, str] = {
     IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD: "Keyword",
     IndexedValueType.INDEXED_VALUE_TYPE_INT: "Int",
     IndexedValueType.INDEXED_VALUE_TYPE_BOOL: "Bool",
@@ -44,7 +47,7 @@ _CLI_TYPE = {
 }
 
 
-def cli_type(key: SearchAttributeKey) -> str:
+def cli_type(key: SearchAttributeKey[Any]) -> str:
     return _CLI_TYPE[key.indexed_value_type]
 
 
@@ -57,4 +60,5 @@ def dev_server_flags() -> list[str]:
 
 def indexed_types() -> dict[str, IndexedValueType.ValueType]:
     """For OperatorService.AddSearchAttributes (test fixtures, scripted set-up)."""
-    return {key.name: key.indexed_value_type for key in ALL_KEYS}
+    # The IntEnum is already the proto's number; the stubs only name it differently.
+    return {key.name: IndexedValueType.ValueType(key.indexed_value_type) for key in ALL_KEYS}

@@ -55,6 +55,7 @@ def targets(policy: Policy, position: Position) -> list[Target]:
     level = f"L{tier.level}"
     found: list[Target] = []
     if tier.sla is not None:
+        clock: Literal["first_response", "resolution"]
         if position.claimed:
             clock, base, length = "resolution", _ZERO, tier.sla.resolution_target
         else:

@@ -29,51 +29,39 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
-from activities import ALL_ACTIVITIES
-from activities.assessment import close_clients
-from escalator.adapters.settings import TemporalSettings
-from escalator.adapters.smtp_settings import SmtpSettings
+from activities import activities_for, close_clients
+from escalator.adapters.settings import (
+    DEFAULT_AI_CONCURRENCY,
+    DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
+    DEFAULT_STICKY_TIMEOUT,
+    PRODUCTION_MAX_CACHED_WORKFLOWS,
+    PRODUCTION_SANDBOX_DEFAULT,
+    EscalatorSettings,
+    TemporalSettings,
+    WorkerSettings,
+)
 from escalator.adapters.temporal_client import connect
 from escalator.domain.assessment import AI_ACTIVITIES, ai_task_queue
-from escalator.domain.errors import EscalatorError
-from workflows.escalation import DELIVERY_ATTEMPT_TIMEOUT, EscalationWorkflow
+from workflows.escalation import EscalationWorkflow
 
 log = logging.getLogger("escalator.worker")
 
-# Model calls are asyncio I/O, so a slot costs little; this bounds how many hung
-# calls one process holds at once.
-DEFAULT_AI_CONCURRENCY = 200
-# How worker.py runs workflow code. The sandbox re-imports the workflow module for
-# every case it loads: about 0.2 MiB and 25 % more CPU per cached case, which at
-# 1,000 cached cases doubles the worker's memory and slows a herd of deadlines
-# (docs/benchmarks.md). Its guard against non-deterministic calls is kept where it
-# catches mistakes before they ship: every test and every replay of the recorded
-# histories runs the workflow in the sandbox (build_workers' default).
-# ESCALATOR_WORKFLOW_SANDBOX=on runs production workers sandboxed too.
-PRODUCTION_SANDBOX_DEFAULT = False
-# Cases worker.py keeps in memory, about 0.12 MiB each unsandboxed; the others are
-# replayed from history when they next act. 800 keeps the worker under 250 MiB
-# however many cases are open (docs/benchmarks.md, figure d), and is above any
-# herd of deadlines measured there. ESCALATOR_MAX_CACHED_WORKFLOWS overrides.
-PRODUCTION_MAX_CACHED_WORKFLOWS = 800
-# How long a stopping worker lets activities in flight finish before it cancels them
-# (the SDK's default is 0: cancel at once, so a mail being sent when SIGTERM came was
-# cut off and sent again by the next worker). One delivery attempt's start-to-close
-# timeout: waiting longer is pointless, as Temporal has retried the attempt by then.
-# ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT overrides; whatever stops the worker must wait
-# longer than this before it kills it (docker-compose.yml's stop_grace_period, and
-# `escalator up`).
-DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = DELIVERY_ATTEMPT_TIMEOUT
-# How long a workflow task may wait on this worker's sticky queue before Temporal
-# hands it to any worker on the task queue. After a kill -9 it is how late a case
-# acts whose deadline falls in the next 10 s (Temporal's window for a silent sticky
-# poller). Kept at the SDK's 10 s on purpose: in a herd of 500 deadlines at once a
-# busy worker leaves tasks on its sticky queue for up to 9-14 s, and with 3 or 5 s
-# hundreds of them timed out, were re-sent with their full history and the herd took
-# 1.8 times as long (docs/reliability.md, "Kill -9 recovery"). A dead worker holding a
-# task is covered by the shorter workflow task timeout instead (escalator/devstack/stack.py).
-# ESCALATOR_STICKY_TIMEOUT overrides, e.g. 3 where few deadlines ever coincide.
-DEFAULT_STICKY_TIMEOUT = timedelta(seconds=10)
+# The defaults and why they are what they are: escalator/adapters/settings.py.
+__all__ = [
+    "DEFAULT_AI_CONCURRENCY",
+    "DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT",
+    "DEFAULT_STICKY_TIMEOUT",
+    "PRODUCTION_MAX_CACHED_WORKFLOWS",
+    "PRODUCTION_SANDBOX_DEFAULT",
+    "build_workers",
+    "cache_workflow_bytecode",
+    "graceful_shutdown_timeout",
+    "options_from_env",
+    "options_from_settings",
+    "run_worker",
+    "running",
+    "split_activities",
+]
 
 
 def cache_workflow_bytecode(options: dict[str, Any]) -> None:
@@ -103,13 +91,20 @@ def split_activities(activities: Sequence[Callable]) -> tuple[list[Callable], li
 def build_workers(
     client: Client,
     task_queue: str,
-    activities: Sequence[Callable] = ALL_ACTIVITIES,
+    activities: Sequence[Callable] | None = None,
     *,
+    settings: EscalatorSettings | None = None,
     ai_concurrency: int = DEFAULT_AI_CONCURRENCY,
     **options: Any,
 ) -> list[Worker]:
     """The case worker (with `options`, e.g. max_cached_workflows) and the AI worker
-    (which shares the case worker's graceful_shutdown_timeout, if given)."""
+    (which shares the case worker's graceful_shutdown_timeout, if given).
+
+    `activities` defaults to `activities_for(settings)`, with `settings` loaded from the
+    environment if not given. The settings configure the activities only: worker
+    tuning comes in `options` (see `options_from_settings`)."""
+    if activities is None:
+        activities = activities_for(settings or EscalatorSettings.from_env())
     case_activities, ai = split_activities(activities)
     ai_options = {key: options[key] for key in ("graceful_shutdown_timeout",) if key in options}
     workers = [
@@ -148,82 +143,59 @@ async def running(workers: Sequence[Worker]) -> AsyncIterator[None]:
             await asyncio.gather(*(worker.shutdown() for worker in workers))
 
 
-def options_from_env(environ=os.environ) -> dict[str, Any]:
-    """worker.py's settings, with the ones an operator may tune (README, "Tuning")."""
-    options: dict[str, Any] = {}
-    for name, key in (
-        ("ESCALATOR_MAX_CACHED_WORKFLOWS", "max_cached_workflows"),
-        ("ESCALATOR_AI_CONCURRENCY", "ai_concurrency"),
-    ):
-        raw = environ.get(name, "").strip()
-        if not raw:
-            continue
-        if not raw.isdigit() or int(raw) < 1:
-            raise EscalatorError(f"{name}={raw!r}: must be a whole number of at least 1")
-        options[key] = int(raw)
-    options.setdefault("max_cached_workflows", PRODUCTION_MAX_CACHED_WORKFLOWS)
-    options["graceful_shutdown_timeout"] = graceful_shutdown_timeout(environ)
-    options["sticky_queue_schedule_to_start_timeout"] = _seconds(
-        environ, "ESCALATOR_STICKY_TIMEOUT", DEFAULT_STICKY_TIMEOUT, allow_zero=False
-    )
-    raw = environ.get("ESCALATOR_WORKFLOW_SANDBOX", "").strip().lower()
-    if raw not in ("", "on", "off"):
-        raise EscalatorError(f"ESCALATOR_WORKFLOW_SANDBOX={raw!r}: must be on or off")
-    if not (raw == "on" if raw else PRODUCTION_SANDBOX_DEFAULT):
+def options_from_settings(settings: WorkerSettings | EscalatorSettings) -> dict[str, Any]:
+    """worker.py's Worker options, from the tuning an operator may set (README, "Tuning")."""
+    worker = settings.worker if isinstance(settings, EscalatorSettings) else settings
+    options: dict[str, Any] = {
+        "max_cached_workflows": worker.max_cached_workflows,
+        "ai_concurrency": worker.ai_concurrency,
+        "graceful_shutdown_timeout": worker.graceful_shutdown_timeout,
+        "sticky_queue_schedule_to_start_timeout": worker.sticky_timeout,
+    }
+    if not worker.workflow_sandbox:
         options["workflow_runner"] = UnsandboxedWorkflowRunner()
     return options
 
 
+def options_from_env(environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """`options_from_settings` for the ESCALATOR_* tuning variables in `environ`."""
+    return options_from_settings(WorkerSettings.from_env(environ))
+
+
 def graceful_shutdown_timeout(environ: Mapping[str, str] = os.environ) -> timedelta:
     """How long worker.py drains on SIGTERM (ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT, s)."""
-    return _seconds(
-        environ,
-        "ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT",
-        DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
-        allow_zero=True,
-    )
+    name = "ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT"
+    only = {name: value} if (value := environ.get(name)) is not None else {}
+    return WorkerSettings.from_env(only).graceful_shutdown_timeout
 
 
-_MAX_SECONDS = 3600
+async def run_worker(settings: EscalatorSettings | TemporalSettings | None = None) -> None:
+    """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop.
 
-
-def _seconds(
-    environ: Mapping[str, str], name: str, default: timedelta, *, allow_zero: bool
-) -> timedelta:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    # float() also accepts "nan" and "inf", which are no durations.
-    if not (0 <= value <= _MAX_SECONDS) or (value == 0 and not allow_zero):
-        span = "from 0 to" if allow_zero else "more than 0 and at most"
-        raise EscalatorError(f"{name}={raw!r}: must be a number of seconds {span} {_MAX_SECONDS}")
-    return timedelta(seconds=value)
-
-
-async def run_worker(settings: TemporalSettings | None = None) -> None:
-    """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
-    settings = settings or TemporalSettings.from_env()
-    # Fail at start-up on a bad SMTP_* or worker value, rather than as deliveries that
-    # retry for a day; the activities read the same settings for each send.
-    smtp = SmtpSettings.from_env()
-    options = options_from_env()
+    `settings` defaults to `EscalatorSettings.from_env()`; `TemporalSettings` alone (the
+    CLI's, with --address) replaces just the Temporal group of the environment's."""
+    if isinstance(settings, TemporalSettings):
+        settings = EscalatorSettings(temporal=settings)
+    elif settings is None:
+        settings = EscalatorSettings.from_env()
+    # Bad SMTP_*, AI or worker values have failed by now, at start-up, rather than as
+    # deliveries that retry for a day.
+    options = options_from_settings(settings.worker)
     cache_workflow_bytecode(options)
-    client = await connect(settings)
+    client = await connect(settings.temporal)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    workers = build_workers(client, settings.task_queue, **options)
+    task_queue = settings.temporal.task_queue
+    workers = build_workers(client, task_queue, settings=settings, **options)
     log.info(
-        "worker polling %s and %s on %s; mail via %s",
-        settings.task_queue,
-        ai_task_queue(settings.task_queue),
-        settings,
-        smtp,
+        "worker polling %s and %s on %s; mail via %s; model %s",
+        task_queue,
+        ai_task_queue(task_queue),
+        settings.temporal,
+        settings.smtp,
+        "offline (no ANTHROPIC_API_KEY)" if settings.ai.offline else settings.ai.model,
     )
     try:
         async with running(workers):

@@ -1,6 +1,6 @@
 """Measure what the recovery timeouts cost when many deadlines fall due at once.
 
-    .venv/bin/python tests/measure_herd_timeouts.py --cases 500 \\
+    .venv/bin/python -m bench.measure_herd_timeouts --cases 500 \\
         --task-timeout 4s --sticky 10 --task-timeout 4s --sticky 3
 
 Each (--task-timeout, --sticky) pair is one run, on a fresh dev server (SQLite,
@@ -10,7 +10,9 @@ cases' L1 deadlines fall due in the same second; the run ends when every L2 mail
 in. It prints how long that took after the deadline, how many workflow tasks timed
 out (by timeout type) and the time workflow tasks spent queued (schedule-to-start)
 and on the worker (start-to-close), read from every case's history.
-docs/reliability.md ("Kill -9 recovery") quotes its figures.
+docs/reliability.md ("Kill -9 recovery") quotes its figures. It runs the chaos
+tests' dev server, worker and mail sink (tests/chaos_support.py), so that what it
+measures is what those tests exercise.
 """
 
 from __future__ import annotations
