@@ -32,7 +32,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from escalator.devstack.binaries import find_binary
-from escalator.domain import limits
+from escalator.domain import limits, names
 from escalator.domain.assessment import AssessmentRequest, AssessmentResult, offline_assessment
 from escalator.domain.models import (
     MAX_CASE_INPUT_BYTES,
@@ -102,15 +102,15 @@ def _escalation_note() -> dict:
 
 
 def _activities():
-    @activity.defn(name="send_email")
+    @activity.defn(name=names.SEND_EMAIL)
     async def send_email(notification: Notification) -> DeliveryReceipt:
         return DeliveryReceipt(message_id=notification.message_id, channel="email")
 
-    @activity.defn(name="post_webhook")
+    @activity.defn(name=names.POST_WEBHOOK)
     async def post_webhook(notification: Notification) -> DeliveryReceipt:
         return DeliveryReceipt(message_id=notification.message_id, channel="webhook")
 
-    @activity.defn(name="assess_case")
+    @activity.defn(name=names.ASSESS_CASE)
     async def assess_case(request: AssessmentRequest) -> AssessmentResult:
         return offline_assessment(request)
 
@@ -149,7 +149,7 @@ async def measure(notes: int) -> dict:
         async with running(build_workers(client, queue, _activities())):
             case = _case("worst")
             handle = await client.start_workflow(
-                "EscalationWorkflow", case, id="case-worst", task_queue=queue
+                names.WORKFLOW_TYPE, case, id="case-worst", task_queue=queue
             )
 
             async def status_size() -> int:

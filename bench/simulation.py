@@ -24,6 +24,7 @@ from bench.minimal_activities import RECORDED
 from bench.sides import EscalatorSide, MinimalSide, Plan
 from bench.worker import worker_options
 from escalator.devstack.binaries import find_binary
+from escalator.domain import names
 from escalator.domain.assessment import (
     AssessmentRequest,
     AssessmentResult,
@@ -41,24 +42,24 @@ PLAN = Plan(timeouts=(48 * HOUR, 72 * HOUR, None))
 SCENARIO_LENGTH = timedelta(days=7)
 
 
-@activity.defn(name="send_email")
+@activity.defn(name=names.SEND_EMAIL)
 async def send_email(notification: Notification) -> DeliveryReceipt:
     return DeliveryReceipt(
         message_id=notification.message_id, channel="email", accepted=notification.recipients
     )
 
 
-@activity.defn(name="post_webhook")
+@activity.defn(name=names.POST_WEBHOOK)
 async def post_webhook(notification: Notification) -> DeliveryReceipt:
     return DeliveryReceipt(message_id=notification.message_id, channel="webhook")
 
 
-@activity.defn(name="assess_case")
+@activity.defn(name=names.ASSESS_CASE)
 async def assess_case(request: AssessmentRequest) -> AssessmentResult:
     return offline_assessment(request)
 
 
-@activity.defn(name="draft_for_audience")
+@activity.defn(name=names.DRAFT_FOR_AUDIENCE)
 async def draft_for_audience(request: DraftRequest) -> Draft:
     return offline_draft(request)
 
