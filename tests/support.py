@@ -46,6 +46,16 @@ DEFAULT_POLICY = load_policy("policies/default.yaml")
 ESCALATOR = [sys.executable, "-m", "escalator.cli"]  # the CLI, as a user runs it
 
 
+def policy_with(**changes) -> Policy:
+    """The default policy with top-level fields changed and tiers patched by level
+    (`tier_changes={1: {...}}`), validated like any policy file."""
+    data = DEFAULT_POLICY.model_dump(mode="json")
+    for level, fields in changes.pop("tier_changes", {}).items():
+        next(t for t in data["tiers"] if t["level"] == level).update(fields)
+    data.update(changes)
+    return Policy.model_validate(data)
+
+
 def actor(user: str = "alice", role: str = "engineer", account: str = "default") -> Actor:
     return Actor(user=user, role=role, account=account)
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from support import DEFAULT_POLICY, actor, policy_with
 
-from escalator.adapters.policy_files import load_policy
 from escalator.domain import case as engine
 from escalator.domain import case_view, limits
 from escalator.domain.business_time import BusinessCalendar, add_business_time
 from escalator.domain.models import (
-    Actor,
     AddNoteRequest,
     CaseInput,
     ClaimRequest,
@@ -33,23 +32,10 @@ from escalator.domain.models import (
 from escalator.domain.names import POST_WEBHOOK, SEND_EMAIL
 from escalator.domain.policy import Policy
 
-DEFAULT_POLICY = load_policy("policies/default.yaml")
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 HOUR = timedelta(hours=1)
 MIN = timedelta(minutes=1)
 NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"]}
-
-
-def actor(user: str = "alice", role: str = "engineer", account: str = "default") -> Actor:
-    return Actor(user=user, role=role, account=account)
-
-
-def policy_with(**changes) -> Policy:
-    data = DEFAULT_POLICY.model_dump(mode="json")
-    for level, fields in changes.pop("tier_changes", {}).items():
-        next(t for t in data["tiers"] if t["level"] == level).update(fields)
-    data.update(changes)
-    return Policy.model_validate(data)
 
 
 class Case:

@@ -15,8 +15,8 @@ from examples_budget import examples
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from support import DEFAULT_POLICY, policy_with
 
-from escalator.adapters.policy_files import load_policy
 from escalator.domain import case as engine
 from escalator.domain import case_view
 from escalator.domain.models import (
@@ -35,28 +35,19 @@ from escalator.domain.models import (
 )
 from escalator.domain.policy import SEVERITIES, Policy
 
-DEFAULT = load_policy("policies/default.yaml")
 T0 = datetime(2026, 3, 6, 15, 0, tzinfo=UTC)  # a Friday afternoon
-
-
-def _variant(**changes) -> Policy:
-    data = DEFAULT.model_dump(mode="json")
-    for level, fields in changes.pop("tier_changes", {}).items():
-        next(t for t in data["tiers"] if t["level"] == level).update(fields)
-    data.update(changes)
-    return Policy.model_validate(data)
 
 
 OFFICE = {"timezone": "Europe/Berlin", "hours": {d: ["09:00-17:00"] for d in ("mon", "tue", "wed")}}
 POLICIES = [
-    DEFAULT,
-    _variant(
+    DEFAULT_POLICY,
+    policy_with(
         reopen_window="1d",
         max_hold="3h",
         max_bounces=2,
         tier_changes={1: {"stale_after": "30m"}, 3: {"repeat_every": "20m", "max_repeats": 3}},
     ),
-    _variant(calendar=OFFICE, warn_at=[0.5, 0.9], reopen_window="2h"),
+    policy_with(calendar=OFFICE, warn_at=[0.5, 0.9], reopen_window="2h"),
 ]
 USERS = st.sampled_from(["alice", "bob", "root"])
 ROLES = st.sampled_from(["engineer", "engineer", "admin", "viewer", "customer"])

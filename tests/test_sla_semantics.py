@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import DEFAULT_POLICY, HOUR, Desk, actor, eventually
+from support import HOUR, Desk, actor, eventually, policy_with
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import WorkflowUpdateFailedError
@@ -16,23 +16,12 @@ from temporalio.converter import PayloadConverter
 from escalator.domain.business_time import BusinessCalendar, add_business_time
 from escalator.domain.errors import InvalidInput
 from escalator.domain.models import DeescalateRequest, workflow_id_for
-from escalator.domain.policy import Policy
 from escalator.domain.search_attributes import NEEDS_REVIEW
 from starter import ActionRefused
 from workflows.escalation import EscalationWorkflow
 
 MIN = timedelta(minutes=1)
 NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"]}
-
-
-def policy_with(**changes) -> Policy:
-    """The default policy with top-level fields changed and tiers patched by level,
-    validated like any policy file."""
-    data = DEFAULT_POLICY.model_dump(mode="json")
-    for level, fields in changes.pop("tier_changes", {}).items():
-        next(t for t in data["tiers"] if t["level"] == level).update(fields)
-    data.update(changes)
-    return Policy.model_validate(data)
 
 
 def hours_after_creation(status, kind: str) -> list[float]:
