@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint format clean venv browser bench bench-smoke
+.PHONY: run test test-unit lint format clean venv browser postgres bench bench-smoke
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,8 +42,17 @@ browser:
 	      || echo "chromium could not be installed; the Web UI test will be skipped"; \
 	  else echo "chromium not installed (needs root + apt); the Web UI test will be skipped"; fi; }
 
+# The ledger's Postgres tests start a real server from Debian's postgresql package.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's postgresql for the ledger tests"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null) \
+	      || echo "postgresql could not be installed; the Postgres ledger tests will be skipped"; \
+	  else echo "postgresql not installed (needs root + apt); the Postgres ledger tests will be skipped"; fi; }
+
 # Everything: the lint checks first, then every test (unit, Temporal, integration).
-test: lint browser
+test: lint browser postgres
 	$(BIN)/python -m pytest
 
 # The pure tests only: no Temporal server, no network (a socket connect fails the test);

@@ -2,7 +2,7 @@
 
 The worker registers `activities_for(settings)`: the methods of `NotificationActivities`
 and `AssessmentActivities`, configured by one `EscalatorSettings` loaded at start-up.
-`ALL_ACTIVITIES` are the same four activities as plain functions that read their
+`ALL_ACTIVITIES` are the same activities as plain functions that read their
 settings from the environment at each call (for tests and benchmarks that change the
 environment while a worker runs).
 """
@@ -17,14 +17,15 @@ from activities.assessment import (
     close_clients,
     draft_for_audience,
 )
+from activities.ledger import LedgerActivities, record_to_ledger
 from activities.notifications import NotificationActivities, post_webhook, send_email
 from escalator.adapters.settings import EscalatorSettings
 
-ALL_ACTIVITIES = [send_email, post_webhook, assess_case, draft_for_audience]
+ALL_ACTIVITIES = [send_email, post_webhook, assess_case, draft_for_audience, record_to_ledger]
 
 
 def activities_for(settings: EscalatorSettings) -> list[Callable]:
-    """The four activities, configured by `settings`, in `ALL_ACTIVITIES`' order."""
+    """The activities, configured by `settings`, in `ALL_ACTIVITIES`' order."""
     notifications = NotificationActivities(settings)
     ai = AssessmentActivities(settings)
     return [
@@ -32,17 +33,20 @@ def activities_for(settings: EscalatorSettings) -> list[Callable]:
         notifications.post_webhook,
         ai.assess_case,
         ai.draft_for_audience,
+        LedgerActivities(settings).record_to_ledger,
     ]
 
 
 __all__ = [
     "ALL_ACTIVITIES",
     "AssessmentActivities",
+    "LedgerActivities",
     "NotificationActivities",
     "activities_for",
     "assess_case",
     "close_clients",
     "draft_for_audience",
     "post_webhook",
+    "record_to_ledger",
     "send_email",
 ]

@@ -220,7 +220,13 @@ class WorkerProc:
         ]
         for key, value in sorted(self.settings.items()):
             command += ["--set", f"{key}={value}"]
-        env = clean_env(SMTP_HOST=LOOPBACK, SMTP_PORT=str(self.smtp_port), **self.env)
+        env = clean_env(
+            SMTP_HOST=LOOPBACK,
+            SMTP_PORT=str(self.smtp_port),
+            # Escalator's worker writes its ledger as in production, in the run's own dir.
+            ESCALATOR_LEDGER_URL=f"sqlite:///{self.workdir.resolve()}/ledger-{self.task_queue}.db",
+            **self.env,
+        )
         self.process = _spawn(command, self.log_path, env)
         await processes.wait_ready(
             self.process,

@@ -34,6 +34,7 @@ from temporalio.testing import WorkflowEnvironment
 from escalator.devstack.binaries import find_binary
 from escalator.domain import limits, names
 from escalator.domain.assessment import AssessmentRequest, AssessmentResult, offline_assessment
+from escalator.domain.ledger import LedgerBatch, LedgerReceipt
 from escalator.domain.models import (
     MAX_CASE_INPUT_BYTES,
     Actor,
@@ -114,7 +115,11 @@ def _activities():
     async def assess_case(request: AssessmentRequest) -> AssessmentResult:
         return offline_assessment(request)
 
-    return [send_email, post_webhook, assess_case]
+    @activity.defn(name=names.RECORD_TO_LEDGER)
+    async def record_to_ledger(batch: LedgerBatch) -> LedgerReceipt:
+        return LedgerReceipt(events_written=len(batch.events), case_written=batch.case is not None)
+
+    return [send_email, post_webhook, assess_case, record_to_ledger]
 
 
 def _sizes(history) -> tuple[int, int]:

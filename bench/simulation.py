@@ -33,6 +33,7 @@ from escalator.domain.assessment import (
     offline_assessment,
     offline_draft,
 )
+from escalator.domain.ledger import LedgerBatch, LedgerReceipt
 from escalator.domain.models import DeliveryReceipt, Notification
 from escalator.domain.search_attributes import indexed_types
 from escalator.runtime.worker import build_workers, running
@@ -62,6 +63,11 @@ async def assess_case(request: AssessmentRequest) -> AssessmentResult:
 @activity.defn(name=names.DRAFT_FOR_AUDIENCE)
 async def draft_for_audience(request: DraftRequest) -> Draft:
     return offline_draft(request)
+
+
+@activity.defn(name=names.RECORD_TO_LEDGER)
+async def record_to_ledger(batch: LedgerBatch) -> LedgerReceipt:
+    return LedgerReceipt(events_written=len(batch.events), case_written=batch.case is not None)
 
 
 async def _run_side(env: WorkflowEnvironment, side, count: int, check) -> dict:
@@ -123,7 +129,7 @@ async def simulate(count: int, settings: dict) -> dict:
             build_workers(
                 env.client,
                 "sim-escalator",
-                [send_email, post_webhook, assess_case, draft_for_audience],
+                [send_email, post_webhook, assess_case, draft_for_audience, record_to_ledger],
                 **options,
             )
         ):

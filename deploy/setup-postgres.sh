@@ -52,4 +52,7 @@ setup_database() {
 wait_for_postgres
 setup_database temporal "$SCHEMA_DIR/temporal/versioned"
 setup_database temporal_visibility "$SCHEMA_DIR/visibility/versioned"
+# Escalator's case ledger gets a database of its own; the worker creates its tables.
+log "database escalator_ledger: create"
+sql_tool --db escalator_ledger create
 log "schema set-up complete"

@@ -9,16 +9,20 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from pydantic import SecretStr
 from temporalio import activity
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from activities.ledger import LedgerActivities
 from escalator.adapters.policy_files import load_policy
+from escalator.adapters.settings import EscalatorSettings, LedgerSettings
 from escalator.devstack import processes
 from escalator.devstack.mail_catcher import SmtpSink
 from escalator.devstack.processes import free_port
@@ -69,6 +73,16 @@ class RecordingNotifier:
     what the workflow asked to send and succeed at once."""
 
     def __init__(self, assessor=None) -> None:
+        # The ledger is the real activity on a real SQLite file, so every case the
+        # tests run also writes its events and facts, as in production.
+        self.ledger_activities = LedgerActivities(
+            EscalatorSettings.defaults(
+                ledger=LedgerSettings(
+                    url=SecretStr(f"sqlite:///{tempfile.mkdtemp(prefix='ledger-')}/ledger.db")
+                )
+            )
+        )
+        self.ledger = self.ledger_activities.store
         self.sent: list[Notification] = []
         self.assessments: list[AssessmentRequest] = []
         self.drafts: list[DraftRequest] = []
@@ -107,7 +121,13 @@ class RecordingNotifier:
             self.drafts.append(request)
             return offline_draft(request)
 
-        return [send_email, post_webhook, assess_case, draft_for_audience]
+        return [
+            send_email,
+            post_webhook,
+            assess_case,
+            draft_for_audience,
+            self.ledger_activities.record_to_ledger,
+        ]
 
     def purposes(self, case_id: str | None = None) -> list[tuple[str, int]]:
         return [
@@ -214,6 +234,8 @@ class WorkerProcess:
             "ESCALATOR_TASK_QUEUE": task_queue,
             "SMTP_HOST": "127.0.0.1",
             "SMTP_PORT": str(smtp_port),
+            # Each worker its own ledger, so tests never read each other's cases.
+            "ESCALATOR_LEDGER_URL": f"sqlite:///{tempfile.mkdtemp(prefix='ledger-')}/ledger.db",
             **env,
         }
         self.command = [sys.executable, "worker.py"]

@@ -71,6 +71,7 @@ PATCH_IDS = {
     patches.AI_TASK_QUEUE,
     patches.ASSESSMENT_NOT_CANCELLED,
     patches.CASE_INPUT_SIZE,
+    patches.CASE_LEDGER,
     patches.DEADLINES_ALWAYS_TIMED,
     patches.SEVERITY_RAISE_ONLY,
 }

@@ -109,6 +109,7 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
         "ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT": "0",
         "ESCALATOR_STICKY_TIMEOUT": "3",
         "ESCALATOR_WORKFLOW_SANDBOX": "ON",
+        "ESCALATOR_LEDGER_URL": "postgresql://ledger:pw@db.example.com/escalator_ledger",
     }
     assert set(values) == set(EscalatorSettings.env_names()) - {"TEMPORAL_TLS"}
     for name, value in values.items():
@@ -145,6 +146,8 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
             sticky_timeout=timedelta(seconds=3),
             workflow_sandbox=True,
         )
+        assert settings.ledger.url.get_secret_value() == values["ESCALATOR_LEDGER_URL"]
+        assert "pw" not in repr(settings.ledger)
         options = options_from_settings(settings)
         assert "workflow_runner" not in options  # sandboxed
         assert options["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=3)
@@ -469,6 +472,7 @@ async def test_build_workers_registers_activities_built_from_the_settings(dev_en
         "assess_case",
         "draft_for_audience",
         "post_webhook",
+        "record_to_ledger",
         "send_email",
     ]
     assert all(a.__self__.settings is settings for a in registered)
@@ -477,4 +481,5 @@ async def test_build_workers_registers_activities_built_from_the_settings(dev_en
         "post_webhook",
         "assess_case",
         "draft_for_audience",
+        "record_to_ledger",
     ]

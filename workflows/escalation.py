@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
     from escalator.domain import briefing, case_view, limits, patches
     from escalator.domain import case as engine
     from escalator.domain import search_attributes as search
+    from escalator.domain.ledger import LedgerBatch, LedgerReceipt
     from escalator.domain.models import (
         ActionResult,
         CaseOutcome,
@@ -54,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         ACTION_REFUSED,
         INVALID_CASE_INPUT,
         PERMANENT_DELIVERY_ERROR,
+        RECORD_TO_LEDGER,
         STATUS_QUERY,
         TIMELINE_QUERY,
         WORKFLOW_TYPE,
@@ -89,6 +91,15 @@ ASSESSMENT_RETRY = RetryPolicy(
 )
 DRAFT_ATTEMPT_TIMEOUT = timedelta(seconds=60)
 DRAFT_GIVE_UP_AFTER = timedelta(minutes=2)
+
+# The ledger write retries until it succeeds: the events wait in its retries, and a
+# resolved case closes only once its facts are written. Nothing else waits for it.
+LEDGER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(minutes=5),
+)
+LEDGER_ATTEMPT_TIMEOUT = timedelta(seconds=30)
 
 _UNSET = object()
 _ZERO = timedelta(0)
@@ -146,8 +157,15 @@ class EscalationWorkflow:
         # started with for its whole life, whatever happens to the policy file.
         self._case = case
         self._state = engine.new_state(case, self._now())
+        # What the previous run had recorded but not yet sent to the ledger.
+        self._ledger_pending = list(self._state.ledger_unsent)
+        self._state = self._state.model_copy(update={"ledger_unsent": ()})
         self._changes = 0  # bumped by anything that can move the next deadline
-        self._deliveries_in_flight = 0
+        self._deliveries_in_flight = 0  # notifications
+        # Ledger batches being written: their events also travel on at continue-as-new
+        # (writes are idempotent), so a slow ledger never holds a long case back.
+        self._ledger_writes: dict[int, LedgerBatch] = {}
+        self._ledger_on: bool | None = None  # workflow.patched(CASE_LEDGER), once asked
         self._published: dict[str, object] = {}  # search attributes as last upserted
         self._assessment_task: asyncio.Task | None = None  # the newest one
         self._assessment_generation = 0  # bumped when the running one is superseded
@@ -183,14 +201,23 @@ class EscalationWorkflow:
             self._publish_search_attributes()
             # An assessment still running is moot once the case is resolved.
             self._supersede_assessment()
+            self._send_to_ledger(with_facts=True)  # the fact row, as soon as it resolves
             if not await self._wait_for_reopen():
                 break
 
-        # Nothing is lost: mail queued before the resolve still goes out, and any
-        # message being handled finishes before the workflow closes.
-        await workflow.wait_condition(
-            lambda: self._deliveries_in_flight == 0 and workflow.all_handlers_finished()
-        )
+        # Nothing is lost: mail queued before the resolve still goes out, any message
+        # being handled finishes, and what they recorded reaches the ledger too.
+        def settled() -> bool:
+            return (
+                self._deliveries_in_flight == 0
+                and not self._ledger_writes
+                and workflow.all_handlers_finished()
+            )
+
+        await workflow.wait_condition(settled)
+        if self._ledger_pending:
+            self._send_to_ledger(with_facts=True)
+            await workflow.wait_condition(settled)
         return case_view.outcome(self._state, self._case)
 
     async def _wait_for_next_deadline_or_change(self) -> None:
@@ -260,8 +287,11 @@ class EscalationWorkflow:
                 self._assessment_task = asyncio.create_task(self._assess(effect.request))
             else:
                 recorded = True
+                self._ledger_pending.append(effect.entry)
         if recorded:  # keeps the Web UI's briefing current
             workflow.set_current_details(briefing.render_briefing(self.status()))
+        if len(self._ledger_pending) >= limits.LEDGER_BATCH_EVENTS:
+            self._send_to_ledger(with_facts=False)  # a busy case does not wait to resolve
         return step.answer
 
     async def _deliver(self, effect: engine.Deliver) -> None:
@@ -287,6 +317,38 @@ class EscalationWorkflow:
             )
         finally:
             self._deliveries_in_flight -= 1
+
+    # -- the case ledger ----------------------------------------------------------
+
+    def _send_to_ledger(self, *, with_facts: bool) -> None:
+        """Send the events recorded since the last batch (and the fact row) to the
+        ledger, in the background. Cases that started before the ledger existed
+        replay without it (PATCH case-ledger)."""
+        if self._ledger_on is None:
+            self._ledger_on = workflow.patched(patches.CASE_LEDGER)
+        events, self._ledger_pending = tuple(self._ledger_pending), []
+        if not self._ledger_on:
+            return
+        facts = case_view.ledger_case(self._state, self._case) if with_facts else None
+        if not events and facts is None:
+            return
+        batch = LedgerBatch(case_id=self._case.case_id, events=events, case=facts)
+        self._ledger_writes[id(batch)] = batch
+        asyncio.create_task(self._write_ledger(batch))  # noqa: RUF006
+
+    async def _write_ledger(self, batch: LedgerBatch) -> None:
+        await self._send_budget.wait_for_room(batch)
+        try:
+            await workflow.execute_activity(
+                RECORD_TO_LEDGER,
+                batch,
+                result_type=LedgerReceipt,
+                start_to_close_timeout=LEDGER_ATTEMPT_TIMEOUT,
+                retry_policy=LEDGER_RETRY,
+                summary=f"ledger: {len(batch.events)} events" + (", facts" if batch.case else ""),
+            )
+        finally:
+            del self._ledger_writes[id(batch)]
 
     # -- the AI assessment -------------------------------------------------------
     # One structured model call per escalation, in the background. The escalation
@@ -484,7 +546,12 @@ class EscalationWorkflow:
         info = workflow.info()
         events, size = info.get_current_history_length(), info.get_current_history_size()
         self._apply(engine.continued_as_new(self._state, self._case, events, size, self._now()))
-        workflow.continue_as_new(self._case.model_copy(update={"carried": self._state}))
+        # Events not yet in the ledger travel with the case and go out from the next
+        # run: nothing is lost, and a flood of messages never holds the new run back.
+        unsent = [e for batch in self._ledger_writes.values() for e in batch.events]
+        unsent += self._ledger_pending
+        carried = self._state.model_copy(update={"ledger_unsent": tuple(unsent)})
+        workflow.continue_as_new(self._case.model_copy(update={"carried": carried}))
 
     # -- visibility ---------------------------------------------------------------
 

@@ -438,6 +438,28 @@ class WorkerSettings(_Group):
         return value == "on"
 
 
+DEFAULT_LEDGER_URL = "sqlite:///.data/ledger.db"  # under the data directory
+
+
+class LedgerSettings(_Group):
+    """Where the case ledger is (escalator/adapters/ledger_store.py). A URL may hold a
+    password, so it is a secret: never logged, never shown."""
+
+    url: SecretStr = _env(SecretStr(DEFAULT_LEDGER_URL), "ESCALATOR_LEDGER_URL")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _database_url(cls, raw: Any) -> Any:
+        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        if isinstance(value, str) and not value.startswith(("sqlite://", "postgresql")):
+            # The value itself is not echoed: it may carry a password.
+            raise _EnvValueError(
+                "ESCALATOR_LEDGER_URL: use sqlite:///path/ledger.db or "
+                "postgresql://user:password@host/dbname"
+            )
+        return raw
+
+
 # -- everything ------------------------------------------------------------------------------
 
 _GROUPS: dict[str, type[_Group]] = {
@@ -445,6 +467,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "smtp": SmtpSettings,
     "ai": AiSettings,
     "worker": WorkerSettings,
+    "ledger": LedgerSettings,
 }
 
 
@@ -471,6 +494,7 @@ class EscalatorSettings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     ai: AiSettings = AiSettings()
     worker: WorkerSettings = WorkerSettings()
+    ledger: LedgerSettings = LedgerSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     start.add_argument("--customer-name")
     start.add_argument("--customer-email")
     start.add_argument("--account", default="default")
+    start.add_argument("--category", help="a report dimension, e.g. sso or billing")
+    start.add_argument("--customer-tier", help="e.g. enterprise (reports; routing overrides)")
     start.add_argument("--data", action="append", default=[], metavar="KEY=VALUE")
 
     def acting(name: str, help: str, example: str) -> argparse.ArgumentParser:
@@ -465,6 +467,8 @@ def _case_from_args(args: argparse.Namespace):
         "severity": args.severity,
         "customer": customer,
         "account": args.account,
+        "category": args.category,
+        "customer_tier": args.customer_tier,
         "data": data,
         "policy": load_policy(args.policy),
     }

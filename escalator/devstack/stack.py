@@ -206,6 +206,8 @@ class Stack:
             "ESCALATOR_TASK_QUEUE": self.options.task_queue,
             "PYTHONUNBUFFERED": "1",
         }
+        # The embedded ledger lives in the data directory, next to Temporal's database.
+        env.setdefault("ESCALATOR_LEDGER_URL", f"sqlite:///{self.data_dir.resolve()}/ledger.db")
         if self.with_catcher:
             env.update(SMTP_HOST=LOOPBACK, SMTP_PORT=str(self.options.mail_port))
         self.worker = processes.spawn(

@@ -46,6 +46,7 @@ from escalator.domain import assessment as ai
 from escalator.domain import limits, patches, routing, rules, sla
 from escalator.domain.case_notices import assessment_request, notification, shorten
 from escalator.domain.case_view import Due, consumed_at, facts, next_due, tier_of
+from escalator.domain.ledger import LedgerEvent, MoveReason
 from escalator.domain.models import (
     AddNoteRequest,
     CaseInput,
@@ -98,9 +99,10 @@ class Assess:
 
 @dataclass(frozen=True)
 class Recorded:
-    """This entry was added to the case's timeline."""
+    """This entry was added to the case's timeline; `entry` is how the ledger sees it."""
 
     event: TimelineEvent
+    entry: LedgerEvent
 
 
 Effect = Deliver | Assess | Recorded
@@ -337,7 +339,7 @@ def set_severity(
     if receiver is None:
         return change.step(f"severity {after}")
     note = EscalationNote(reason=f"severity raised from {before} to {after}")
-    change.move_to(receiver, by=user, automatic=False, note=note)
+    change.move_to(receiver, by=user, automatic=False, note=note, reason="severity")
     return change.step(f"severity {after}; re-routed to {receiver.label}")
 
 
@@ -555,7 +557,15 @@ class _Change:
     def consumed(self) -> timedelta:
         return consumed_at(self.state, self.case, self.now)
 
-    def record(self, kind: str, detail: str, actor: str | None = None) -> None:
+    def record(
+        self,
+        kind: str,
+        detail: str,
+        actor: str | None = None,
+        *,
+        moved_from: int | None = None,
+        reason: MoveReason | None = None,
+    ) -> None:
         # Bounded: a malformed payload's user name is recorded as sent.
         event = TimelineEvent(
             at=self.now,
@@ -565,8 +575,20 @@ class _Change:
         )
         # Older entries stay in the workflow's history.
         timeline = (*self.state.timeline, event)[-limits.TIMELINE_KEPT :]
-        self.set(timeline=timeline, timeline_total=self.state.timeline_total + 1)
-        self.effects.append(Recorded(event))
+        seq = self.state.timeline_total + 1
+        self.set(timeline=timeline, timeline_total=seq)
+        entry = LedgerEvent(
+            case_id=self.case.case_id,
+            seq=seq,
+            at=event.at,
+            kind=kind,
+            tier_level=self.state.tier_level,
+            actor=event.actor,
+            detail=event.detail,
+            from_level=moved_from,
+            reason=reason,
+        )
+        self.effects.append(Recorded(event, entry))
 
     # -- tiers and clocks
 
@@ -584,7 +606,15 @@ class _Change:
         )
         self.rearm = True
 
-    def move_to(self, receiver: Tier, *, by: str, automatic: bool, note: EscalationNote) -> None:
+    def move_to(
+        self,
+        receiver: Tier,
+        *,
+        by: str,
+        automatic: bool,
+        note: EscalationNote,
+        reason: MoveReason = "manual",
+    ) -> None:
         """Change tiers. The receiving tier owns the case and must claim it anew."""
         source, state = self.tier, self.state
         upward = receiver.level > source.level
@@ -605,7 +635,8 @@ class _Change:
         )
         self.enter_tier(receiver)
         verb = "escalated" if upward else "deescalated"
-        self.record(verb, f"{source.label} → {receiver.label}: {note.reason}", actor=by)
+        detail = f"{source.label} → {receiver.label}: {note.reason}"
+        self.record(verb, detail, actor=by, moved_from=source.level, reason=reason)
         bounces = rules.bounce_count(list(moves), source.level, receiver.level)
         if bounces >= self.case.policy.max_bounces and not self.state.needs_review:
             self.set(needs_review=True)
@@ -630,7 +661,7 @@ class _Change:
             self.notify_tier("sla_breach")
             return
         note = EscalationNote(reason=sla.breach_reason(target.clock))
-        self.move_to(receiver, by="system", automatic=True, note=note)
+        self.move_to(receiver, by="system", automatic=True, note=note, reason="sla")
 
     def resume(self, *, by: str, why: str) -> None:
         hold = self.state.hold

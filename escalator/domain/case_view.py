@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from escalator.domain import limits, routing, rules, sla
 from escalator.domain import search_attributes as search
 from escalator.domain.business_time import ALWAYS_OPEN, BusinessCalendar, business_time_between
+from escalator.domain.ledger import LedgerCase
 from escalator.domain.models import CaseInput, CaseOutcome, CaseState, CaseStatus
 from escalator.domain.policy import Tier
 from escalator.domain.records import Deadline, TierRef
@@ -218,3 +219,28 @@ def search_attribute_values(state: CaseState, case: CaseInput) -> dict[str, obje
         search.NEXT_DEADLINE.name: deadline.at if deadline else None,
         search.NEEDS_REVIEW.name: state.needs_review,
     }
+
+
+def ledger_case(state: CaseState, case: CaseInput) -> LedgerCase:
+    """The case's fact row for the ledger (written when it resolves)."""
+    return LedgerCase(
+        case_id=case.case_id,
+        account=case.account,
+        title=case.title,
+        category=case.category,
+        customer_tier=case.customer_tier,
+        severity=state.severity,
+        policy_name=case.policy.name,
+        created_at=state.created_at,
+        first_claim_at=state.first_claim_at,
+        resolved_at=state.resolved_at,
+        resolved_by=state.resolved_by,
+        final_tier=state.tier_level,
+        escalations=state.escalated_up,
+        tier_moves=state.escalations_total,
+        sla_breached=state.sla_breached,
+        reopened=state.reopened,
+        hold_seconds=state.hold_total.total_seconds(),
+        needs_review=state.needs_review,
+        events=state.timeline_total,
+    )

@@ -67,3 +67,7 @@ TASK_SEND_BYTES = 1024 * 1024
 # events, or when Temporal suggests it, whichever comes first. Temporal warns at
 # 10 MiB and fails the workflow at 50 MiB.
 CONTINUE_AS_NEW_HISTORY_BYTES = 8 * 1024 * 1024
+
+# The case ledger: a case sends its recorded events in batches of at most this many
+# (and at resolve, and before it continues as new).
+LEDGER_BATCH_EVENTS = 200

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_core import to_json
 
 from escalator.domain.assessment import AssessmentResult, Audience
+from escalator.domain.ledger import LedgerEvent
 
 # Every bound on case text and lists lives in escalator/domain/limits.py (README, "Limits").
 from escalator.domain.limits import (
@@ -40,6 +41,7 @@ from escalator.domain.policy import EmailAddress, Policy, Severity, WholeNumber
 from escalator.domain.records import (
     ACCOUNT_PATTERN,
     CASE_ID_PATTERN,
+    LABEL_PATTERN,
     Actor,
     CaseNote,
     CasePhase,
@@ -47,6 +49,7 @@ from escalator.domain.records import (
     Escalation,
     EscalationNote,
     HoldState,
+    Label,
     Model,
     Role,
     TierRef,
@@ -57,6 +60,7 @@ from escalator.domain.records import (
 __all__ = [
     "ACCOUNT_PATTERN",
     "CASE_ID_PATTERN",
+    "LABEL_PATTERN",
     "Actor",
     "CaseNote",
     "CasePhase",
@@ -115,6 +119,10 @@ class CaseInput(Model):
     severity: Severity = "P3"
     customer: Customer | None = None
     account: str = Field(default="default", pattern=ACCOUNT_PATTERN)
+    # Dimensions for reports (and `customer_tier` for routing): short labels, never
+    # free text, since they become search attributes and metric labels.
+    category: Label | None = Field(default=None, examples=["sso"])
+    customer_tier: Label | None = Field(default=None, examples=["enterprise"])
     data: dict[str, Any] = Field(default_factory=dict)
     policy: Policy
     continue_as_new_after: WholeNumber = Field(
@@ -411,6 +419,9 @@ class CaseState(Model):
     escalated_up: int = 0
     # Set while a resolved case waits out its policy's reopen window.
     reopen_until: datetime | None = None
+    # Ledger events recorded but not yet sent when the case continued as new; only the
+    # workflow sets it, and the next run sends them (escalator/domain/ledger.py).
+    ledger_unsent: tuple[LedgerEvent, ...] = ()
 
     @model_validator(mode="before")
     @classmethod

@@ -15,6 +15,7 @@ POST_WEBHOOK = "post_webhook"
 ASSESS_CASE = "assess_case"
 DRAFT_FOR_AUDIENCE = "draft_for_audience"
 AI_ACTIVITIES = (ASSESS_CASE, DRAFT_FOR_AUDIENCE)
+RECORD_TO_LEDGER = "record_to_ledger"  # the case ledger (escalator/domain/ledger.py)
 
 # ApplicationError types, as callers and retry policies see them.
 INVALID_CASE_INPUT = "InvalidCaseInput"  # the workflow's input is not a case

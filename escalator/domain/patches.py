@@ -14,6 +14,7 @@ AI_TASK_QUEUE = "ai-task-queue"  # model calls on <task queue>-ai
 ASSESSMENT_NOT_CANCELLED = "assessment-not-cancelled"  # superseded ones are dropped
 DEADLINES_ALWAYS_TIMED = "deadlines-always-timed"  # a due deadline waits on a timer too
 CASE_INPUT_SIZE = "case-input-size"  # an oversized new case fails at once
+CASE_LEDGER = "case-ledger"  # events and facts go to the ledger
 
 
 def latest(patch_id: str) -> bool:

@@ -6,16 +6,31 @@ so neither has to import the other.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from escalator.domain.limits import MAX_NOTE_ITEM_CHARS, MAX_REASON_CHARS
 
 # Case ids become workflow ids (`case-<id>`) and appear in URLs and mail headers.
 CASE_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 ACCOUNT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+# A category or customer tier: a lowercase label such as `sso` or `enterprise`.
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,39}$"
+
+
+def _label(value: str) -> str:
+    if not re.fullmatch(LABEL_PATTERN, value):
+        raise ValueError(
+            "must be a short lowercase label such as sso or enterprise "
+            "(a-z, 0-9, - and _, at most 40 characters)"
+        )
+    return value
+
+
+Label = Annotated[str, AfterValidator(_label)]
 
 Role = Literal["viewer", "engineer", "admin", "owner", "customer"]
 # Where a case is in its handling; `CaseState` (escalator/domain/models.py) is all of it.

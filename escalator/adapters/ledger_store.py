@@ -1,0 +1,192 @@
+"""The case ledger's store: SQLite under the data directory, or Postgres for a cluster.
+
+One schema in SQLAlchemy Core, for both. `ESCALATOR_LEDGER_URL` picks the database:
+`sqlite:///.data/ledger.db` (the embedded default) or
+`postgresql://user:password@host/escalator_ledger` (psycopg 3). Writes are
+idempotent: an event is keyed by (case id, sequence number) and written once,
+and a case's fact row is replaced by the newer one, so a retried activity or a
+replayed case never counts anything twice.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from escalator.adapters.settings import DEFAULT_LEDGER_URL
+from escalator.domain.errors import InvalidInput
+from escalator.domain.ledger import LedgerBatch, LedgerCase, LedgerEvent, LedgerReceipt
+
+metadata = MetaData()
+
+events = Table(
+    "ledger_events",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+    Column("kind", String(40), nullable=False, index=True),
+    Column("tier_level", Integer, nullable=False),
+    Column("actor", String(200)),
+    Column("detail", Text, nullable=False, default=""),
+    Column("from_level", Integer),
+    Column("reason", String(20)),
+)
+
+cases = Table(
+    "ledger_cases",
+    metadata,
+    Column("case_id", String(64), primary_key=True),
+    Column("account", String(64), nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("category", String(40), index=True),
+    Column("customer_tier", String(40)),
+    Column("severity", String(4), nullable=False),
+    Column("policy_name", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("first_claim_at", DateTime(timezone=True)),
+    Column("resolved_at", DateTime(timezone=True), index=True),
+    Column("resolved_by", String(200)),
+    Column("final_tier", Integer, nullable=False),
+    Column("escalations", Integer, nullable=False),
+    Column("tier_moves", Integer, nullable=False),
+    Column("sla_breached", Boolean, nullable=False),
+    Column("reopened", Integer, nullable=False),
+    Column("hold_seconds", Float, nullable=False),
+    Column("needs_review", Boolean, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("written_at", DateTime(timezone=True), nullable=False),
+)
+
+
+def engine_for(url: str) -> Engine:
+    """An engine for `url`, with the schema created. A bad URL is a one-line error."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise InvalidInput(
+            f"ESCALATOR_LEDGER_URL: {url!r} is not a database URL; use "
+            "sqlite:///path/ledger.db or postgresql://user:password@host/dbname"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not psycopg2
+    elif backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    else:
+        raise InvalidInput(
+            f"ESCALATOR_LEDGER_URL: {backend!r} is not supported; use sqlite:/// or postgresql://"
+        )
+    engine = create_engine(parsed, pool_pre_ping=True)
+    if backend == "sqlite":
+        # WAL lets reports read while the worker writes; a busy writer is waited for.
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _record: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=5000")
+            cursor.close()
+
+    metadata.create_all(engine)
+    return engine
+
+
+class LedgerStore:
+    """Idempotent writes and plain reads of the ledger. Thread-safe: activities call
+    it from worker threads."""
+
+    def __init__(self, url: str = DEFAULT_LEDGER_URL) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def engine(self) -> Engine:
+        with self._lock:  # created on first use, so a worker starts without its database
+            if self._engine is None:
+                self._engine = engine_for(self.url)
+            return self._engine
+
+    def write(self, batch: LedgerBatch) -> LedgerReceipt:
+        """Write the batch in one transaction: new events, and the fact row if given."""
+        insert = postgresql.insert if self.engine.dialect.name == "postgresql" else sqlite.insert
+        written = 0
+        with self.engine.begin() as connection:
+            if batch.events:
+                rows = [event.model_dump() for event in batch.events]
+                # RETURNING counts the rows really inserted (rowcount is -1 for a batch).
+                statement = insert(events).values(rows).on_conflict_do_nothing()
+                written = len(connection.execute(statement.returning(events.c.seq)).all())
+            if batch.case is not None:
+                row = {**batch.case.model_dump(), "written_at": datetime.now(UTC)}
+                statement = insert(cases).values(row)
+                updates = {name: statement.excluded[name] for name in row if name != "case_id"}
+                connection.execute(
+                    statement.on_conflict_do_update(index_elements=["case_id"], set_=updates)
+                )
+        return LedgerReceipt(events_written=written, case_written=batch.case is not None)
+
+    # -- reading
+
+    def events_of(self, case_id: str) -> list[LedgerEvent]:
+        query = select(events).where(events.c.case_id == case_id).order_by(events.c.seq)
+        with self.engine.connect() as connection:
+            return [LedgerEvent.model_validate(_aware(row)) for row in connection.execute(query)]
+
+    def case(self, case_id: str) -> LedgerCase | None:
+        query = select(cases).where(cases.c.case_id == case_id)
+        with self.engine.connect() as connection:
+            row = connection.execute(query).mappings().first()
+        if row is None:
+            return None
+        fields = {k: v for k, v in row.items() if k != "written_at"}
+        return LedgerCase.model_validate(_aware(fields))
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table: what the tests and `escalator ledger status` show."""
+        with self.engine.connect() as connection:
+            return {
+                table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
+                for table in (events, cases)
+            }
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+
+def _aware(row: Any) -> dict[str, Any]:
+    """SQLite hands back naive datetimes; every time in the ledger is UTC."""
+    mapping: Iterable[tuple[str, Any]] = (row._mapping if hasattr(row, "_mapping") else row).items()
+    return {
+        key: value.replace(tzinfo=UTC)
+        if isinstance(value, datetime) and value.tzinfo is None
+        else value
+        for key, value in mapping
+    }

@@ -1,0 +1,298 @@
+"""The case ledger: every case's events and facts, written idempotently.
+
+The store runs against SQLite (the embedded default) and a real Postgres server
+started for the test from Debian's `postgresql` (never a mock). The workflow
+tests run real cases on the time-skipping server with the real ledger activity.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from record_histories import CONVERTER
+from support import (
+    DEFAULT_POLICY,
+    HOUR,
+    RecordingNotifier,
+    actor,
+    case_workers,
+    eventually,
+    free_port,
+    unique_queue,
+)
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+from temporalio.worker import Replayer
+
+from activities.ledger import LedgerActivities
+from escalator.adapters.ledger_store import LedgerStore
+from escalator.adapters.settings import EscalatorSettings, LedgerSettings
+from escalator.domain import limits
+from escalator.domain.errors import InvalidInput
+from escalator.domain.ledger import LedgerBatch, LedgerCase, LedgerEvent
+from escalator.domain.models import CaseInput
+from escalator.domain.names import RECORD_TO_LEDGER
+from starter import EscalatorClient
+from workflows.escalation import EscalationWorkflow
+
+NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"]}
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+# -- a real Postgres server ------------------------------------------------------------
+
+
+def _pg_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway Postgres cluster on loopback, from Debian's postgresql package.
+
+    Postgres refuses to run as root, so as root the server runs as the `postgres`
+    user that the Debian package creates."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        pytest.skip("Debian's postgresql is not installed (make test installs it with apt-get)")
+    workdir = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
+    data, port = workdir / "data", free_port()
+    as_user: list[str] = []
+    if os.geteuid() == 0:
+        shutil.chown(workdir, "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+
+    def run(*command: str) -> None:
+        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=120)
+
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start")  # fmt: skip
+    try:
+        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "escalator_ledger")  # fmt: skip
+        yield f"postgresql://postgres@127.0.0.1:{port}/escalator_ledger"
+    finally:
+        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        store = LedgerStore(f"sqlite:///{tmp_path}/ledger.db")
+    else:
+        store = LedgerStore(request.getfixturevalue("postgres_url"))
+        with store.engine.begin() as connection:  # one module-wide server: start empty
+            for table in ("ledger_events", "ledger_cases"):
+                connection.exec_driver_sql(f"DELETE FROM {table}")
+    yield store
+    store.close()
+
+
+def _event(seq: int, kind: str = "note", **fields) -> LedgerEvent:
+    base = {"case_id": "c-1", "seq": seq, "at": T0 + timedelta(minutes=seq), "kind": kind}
+    return LedgerEvent(**{"tier_level": 1, **base, **fields})
+
+
+def _facts(**fields) -> LedgerCase:
+    base = dict(
+        case_id="c-1", account="acme", title="VPN down", category="sso", severity="P2",
+        policy_name="default", created_at=T0, first_claim_at=T0 + HOUR, resolved_at=T0 + 2 * HOUR,
+        resolved_by="alice", final_tier=2, escalations=1, tier_moves=1, sla_breached=True,
+        reopened=0, hold_seconds=0.0, needs_review=False, events=5,
+    )  # fmt: skip
+    return LedgerCase(**{**base, **fields})
+
+
+# -- the store ---------------------------------------------------------------------------
+
+
+def test_events_are_written_once_however_often_a_batch_is_retried(store: LedgerStore):
+    batch = LedgerBatch(case_id="c-1", events=(_event(1, "created"), _event(2)))
+    assert store.write(batch).events_written == 2
+    assert store.write(batch).events_written == 0  # a retry, or a replayed case
+    later = LedgerBatch(case_id="c-1", events=(_event(2), _event(3, "claimed", actor="alice")))
+    assert store.write(later).events_written == 1
+    assert [(e.seq, e.kind) for e in store.events_of("c-1")] == [
+        (1, "created"),
+        (2, "note"),
+        (3, "claimed"),
+    ]
+    assert store.events_of("c-1")[2].at == T0 + timedelta(minutes=3)  # UTC, aware
+
+
+def test_a_reopened_case_rewrites_its_fact_row(store: LedgerStore):
+    store.write(LedgerBatch(case_id="c-1", case=_facts()))
+    store.write(LedgerBatch(case_id="c-1", case=_facts(reopened=1, resolved_by="bob")))
+    assert store.counts()["ledger_cases"] == 1
+    row = store.case("c-1")
+    assert (row.reopened, row.resolved_by, row.category) == (1, "bob", "sso")
+    assert row.resolved_at == T0 + 2 * HOUR
+
+
+def test_a_move_keeps_where_it_came_from_and_why(store: LedgerStore):
+    moved = _event(4, "escalated", tier_level=2, from_level=1, reason="sla", actor="system")
+    store.write(LedgerBatch(case_id="c-1", events=(moved,)))
+    [event] = store.events_of("c-1")
+    assert (event.from_level, event.tier_level, event.reason) == (1, 2, "sla")
+
+
+def test_a_bad_ledger_url_is_one_line_naming_the_variable():
+    with pytest.raises(InvalidInput, match=r"^ESCALATOR_LEDGER_URL: use sqlite:///") as error:
+        LedgerSettings.from_env({"ESCALATOR_LEDGER_URL": "mysql://root:hunter2@db/x"})
+    assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
+
+
+async def test_an_unreachable_ledger_is_a_retryable_error_without_the_password():
+    port = free_port()  # nothing listens here
+    url = f"postgresql://ledger:hunter2@127.0.0.1:{port}/escalator_ledger"
+    settings = EscalatorSettings.defaults(ledger=LedgerSettings(url=SecretStr(url)))
+    activities = LedgerActivities(settings)
+    batch = LedgerBatch(case_id="c-1", events=(_event(1),))
+    with pytest.raises(ApplicationError) as error:
+        await activities.record_to_ledger(batch)
+    assert error.value.type == "LedgerUnavailable" and not error.value.non_retryable
+    assert "hunter2" not in str(error.value) and "1 events of case c-1 wait" in str(error.value)
+
+
+# -- cases write the ledger ----------------------------------------------------------------
+
+
+def _case(case_id: str, **fields) -> CaseInput:
+    return CaseInput.model_validate(
+        {"case_id": case_id, "title": f"case {case_id}", "policy": DEFAULT_POLICY, **fields}
+    )
+
+
+async def test_a_case_writes_every_event_and_its_facts_once_it_resolves(desk):
+    await desk.start_case(_case("ledger-1", category="sso", customer_tier="enterprise"))
+    await desk.after(4 * HOUR + timedelta(minutes=1))  # L1 breaches: escalated to L2 for the SLA
+    escalator = desk.escalator
+    await escalator.claim("ledger-1", actor("bob"))
+    await escalator.add_note("ledger-1", actor("bob"), "looking at the cert")
+    await escalator.hold("ledger-1", actor("bob"), "waiting on the customer")
+    await desk.after(HOUR)
+    await escalator.resume("ledger-1", actor("bob"))
+    await escalator.resolve("ledger-1", actor("bob"), "cleared cert cache")
+    outcome = await escalator.outcome("ledger-1")
+    status = await escalator.status("ledger-1")
+
+    ledger = desk.notifier.ledger
+    events = ledger.events_of("ledger-1")
+    # Every timeline entry, once, in order: nothing lost, nothing doubled.
+    assert [e.seq for e in events] == list(range(1, status.timeline_total + 1))
+    assert [(e.kind, e.detail) for e in events[-len(status.timeline) :]] == [
+        (e.kind, e.detail) for e in status.timeline
+    ]
+    kinds = [e.kind for e in events]
+    for kind in ("created", "sla_warning", "escalated", "claimed", "note", "hold", "resumed"):
+        assert kind in kinds, kind
+    assert kinds.count("resolved") == 1
+    [moved] = [e for e in events if e.kind == "escalated"]
+    assert (moved.from_level, moved.tier_level, moved.reason, moved.actor) == (
+        1,
+        2,
+        "sla",
+        "system",
+    )
+
+    facts = ledger.case("ledger-1")
+    assert (facts.category, facts.customer_tier, facts.final_tier) == ("sso", "enterprise", 2)
+    assert (facts.escalations, facts.sla_breached, facts.resolved_by) == (1, True, "bob")
+    assert facts.hold_seconds == pytest.approx(outcome.total_hold_seconds)
+    assert facts.resolved_at - facts.created_at == timedelta(seconds=outcome.seconds_to_resolution)
+
+
+async def test_replaying_a_case_writes_nothing_new(desk):
+    await desk.start_case(_case("ledger-replay"))
+    await desk.escalator.claim("ledger-replay", actor("alice"))
+    await desk.escalator.resolve("ledger-replay", actor("alice"), "done")
+    handle = desk.env.client.get_workflow_handle("case-ledger-replay")
+    await handle.result()
+    counts = desk.notifier.ledger.counts()
+    history = await handle.fetch_history()
+    replayer = Replayer(workflows=[EscalationWorkflow], data_converter=CONVERTER)
+    await replayer.replay_workflow(history)
+    assert desk.notifier.ledger.counts() == counts
+    assert counts["ledger_events"] >= 4  # created, tier mail sent, claimed, resolved
+
+
+async def test_a_run_that_continues_as_new_sends_its_events_first(desk):
+    await desk.start_case(_case("ledger-can", continue_as_new_after=100))
+    handle = desk.env.client.get_workflow_handle("case-ledger-can")
+    first_run = (await handle.describe()).run_id
+    for i in range(40):
+        await desk.escalator.add_note("ledger-can", actor("alice"), f"note {i}")
+
+    async def moved_on():
+        return (await handle.describe()).run_id != first_run
+
+    await eventually(moved_on, within=30)
+    await desk.escalator.add_note("ledger-can", actor("alice"), "after the new run")
+    await desk.escalator.resolve("ledger-can", actor("alice"), "done")
+    await handle.result()
+    events = desk.notifier.ledger.events_of("ledger-can")
+    status = await desk.escalator.status("ledger-can")
+    assert [e.seq for e in events] == list(range(1, status.timeline_total + 1))
+    assert "continued_as_new" in [e.kind for e in events]
+    assert events[-1].kind in {"resolved", "notification_sent"}
+
+
+async def test_a_ledger_outage_delays_no_escalation_and_the_case_closes_once_written(
+    ts_env, monkeypatch
+):
+    # Small batches, so the case writes to the ledger while its SLA runs.
+    monkeypatch.setattr(limits, "LEDGER_BATCH_EVENTS", 2)
+    notifier = RecordingNotifier()
+    failures = {"left": 6}
+
+    @activity.defn(name=RECORD_TO_LEDGER)
+    async def flaky_ledger(batch: LedgerBatch):
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise ApplicationError(
+                "ledger unavailable (OperationalError)", type="LedgerUnavailable"
+            )
+        return await notifier.ledger_activities.record_to_ledger(batch)
+
+    activities = [a for a in notifier.activities if a.__name__ != RECORD_TO_LEDGER]
+    queue = unique_queue("ledger-outage")
+    async with case_workers(ts_env.client, queue, [*activities, flaky_ledger]):
+        escalator = EscalatorClient(ts_env.client, queue)
+        await escalator.start_case(_case("outage-1"))
+        await escalator.resolve("outage-1", actor("root", role="admin"), "wrong queue")
+        handle = ts_env.client.get_workflow_handle("case-outage-1")
+        # A resolved case waits for its facts: six failed writes, then one that lands.
+        await handle.result()
+        assert failures["left"] == 0
+        assert notifier.ledger.case("outage-1").resolved_by == "root"
+
+        await escalator.start_case(_case("outage-2"))
+        failures["left"] = 20  # down for about the first hour of the SLA's four
+        await ts_env.sleep(4 * HOUR + timedelta(minutes=1))
+        status = await escalator.status("outage-2")
+        [moved] = [e for e in status.timeline if e.kind == "escalated"]
+        assert status.tier_level == 2
+        late = moved.at - status.created_at - timedelta(hours=4)
+        assert abs(late) < timedelta(seconds=1)  # on time, outage or not
+        # The ledger caught up by itself once it was back, before the case resolved.
+        assert failures["left"] == 0
+        assert "sla_warning" in [e.kind for e in notifier.ledger.events_of("outage-2")]
+        await escalator.resolve("outage-2", actor("root", role="admin"), "done")
+        await ts_env.client.get_workflow_handle("case-outage-2").result()
+        assert notifier.ledger.case("outage-2").final_tier == 2
+        status = await escalator.status("outage-2")
+        events = notifier.ledger.events_of("outage-2")
+        assert [e.seq for e in events] == list(range(1, status.timeline_total + 1))
