@@ -12,9 +12,10 @@ import sys
 import tempfile
 import uuid
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from pydantic import SecretStr
 from temporalio import activity
 from temporalio.service import RPCError
@@ -26,6 +27,8 @@ from escalator.adapters.settings import EscalatorSettings, LedgerSettings
 from escalator.devstack import processes
 from escalator.devstack.mail_catcher import SmtpSink
 from escalator.devstack.processes import free_port
+from escalator.domain import case as engine
+from escalator.domain import case_view
 from escalator.domain.assessment import (
     AssessmentRequest,
     AssessmentResult,
@@ -34,6 +37,7 @@ from escalator.domain.assessment import (
     offline_assessment,
     offline_draft,
 )
+from escalator.domain.ledger import CaseHistory, LedgerEvent
 from escalator.domain.models import (
     Actor,
     CaseInput,
@@ -42,11 +46,13 @@ from escalator.domain.models import (
     Notification,
     ResolveRequest,
 )
+from escalator.domain.names import SEND_EMAIL
 from escalator.domain.policy import Policy
 from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
 DEFAULT_POLICY = load_policy("policies/default.yaml")
+ENGINE_T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday: where EngineCase starts
 ESCALATOR = [sys.executable, "-m", "escalator.cli"]  # the CLI, as a user runs it
 
 
@@ -365,3 +371,79 @@ def case_workers(client, task_queue: str, activities, **options):
     from escalator.runtime.worker import build_workers, running
 
     return running(build_workers(client, task_queue, activities, **options))
+
+
+# -- the case engine without Temporal ------------------------------------------------
+
+
+class EngineCase:
+    """One case and a clock: what the workflow does, minus the durability. It keeps
+    the ledger entries the engine records, as the workflow sends them."""
+
+    def __init__(
+        self,
+        policy: Policy = DEFAULT_POLICY,
+        severity: str = "P3",
+        case_id: str = "c-1",
+        start: datetime = ENGINE_T0,
+        **fields,
+    ) -> None:
+        self.case = CaseInput(
+            case_id=case_id, title="Printer on fire", severity=severity, policy=policy, **fields
+        )
+        self.now = start
+        self.state = engine.new_state(self.case, self.now)
+        self.effects: list[engine.Effect] = []
+        self.ledger: list[LedgerEvent] = []
+        self._take(engine.open_case(self.state, self.case, self.now))
+
+    def _take(self, step: engine.Step) -> str:
+        self.state = step.state
+        self.effects.extend(step.effects)
+        self.ledger.extend(e.entry for e in step.effects if isinstance(e, engine.Recorded))
+        if self.state.phase == "resolved" and self.state.reopen_until is None:
+            self.state = engine.reopen_window_opened(self.state, self.case)
+        return step.answer
+
+    def after(self, delta: timedelta) -> None:
+        until = self.now + delta
+        self._take(engine.advance(self.state, self.case, self.now, until))
+        self.now = until
+
+    def do(self, action, request, **options) -> str:
+        return self._take(action(self.state, self.case, request, self.now, **options))
+
+    def refused(self, action, request) -> str:
+        before = self.state
+        with pytest.raises(engine.Refused) as refusal:
+            action(self.state, self.case, request, self.now)
+        assert self.state is before
+        return refusal.value.reason
+
+    # -- what happened
+
+    def timeline(self, kind: str) -> list:
+        return [e for e in self.state.timeline if e.kind == kind]
+
+    def hours(self, kind: str) -> list[float]:
+        return [round((e.at - ENGINE_T0).total_seconds() / 3600, 3) for e in self.timeline(kind)]
+
+    def sent(self, activity: str = SEND_EMAIL) -> list:
+        return [
+            e.notification
+            for e in self.effects
+            if isinstance(e, engine.Deliver) and e.activity == activity
+        ]
+
+    def purposes(self) -> list[tuple[str, int]]:
+        return [(n.purpose, n.tier.level) for n in self.sent()]
+
+    @property
+    def deadline(self):
+        return case_view.next_deadline(self.state, self.case)
+
+    def history(self) -> CaseHistory:
+        """The case as the ledger holds it once resolved."""
+        return CaseHistory(
+            facts=case_view.ledger_case(self.state, self.case), events=tuple(self.ledger)
+        )

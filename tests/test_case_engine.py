@@ -8,17 +8,18 @@ clock the test moves. These run in the fast lane (`make test-unit`).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
-from support import DEFAULT_POLICY, actor, policy_with
+from support import ENGINE_T0 as T0
+from support import EngineCase as Case
+from support import actor, policy_with
 
 from escalator.domain import case as engine
 from escalator.domain import case_view, limits
 from escalator.domain.business_time import BusinessCalendar, add_business_time
 from escalator.domain.models import (
     AddNoteRequest,
-    CaseInput,
     ClaimRequest,
     Customer,
     DeescalateRequest,
@@ -30,69 +31,10 @@ from escalator.domain.models import (
     SetSeverityRequest,
 )
 from escalator.domain.names import POST_WEBHOOK, SEND_EMAIL
-from escalator.domain.policy import Policy
 
-T0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)  # a Monday
 HOUR = timedelta(hours=1)
 MIN = timedelta(minutes=1)
 NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"]}
-
-
-class Case:
-    """One case and a clock: what the workflow does, minus the durability."""
-
-    def __init__(self, policy: Policy = DEFAULT_POLICY, severity: str = "P3", **fields) -> None:
-        self.case = CaseInput(
-            case_id="c-1", title="Printer on fire", severity=severity, policy=policy, **fields
-        )
-        self.now = T0
-        self.state = engine.new_state(self.case, self.now)
-        self.effects: list[engine.Effect] = []
-        self._take(engine.open_case(self.state, self.case, self.now))
-
-    def _take(self, step: engine.Step) -> str:
-        self.state = step.state
-        self.effects.extend(step.effects)
-        if self.state.phase == "resolved" and self.state.reopen_until is None:
-            self.state = engine.reopen_window_opened(self.state, self.case)
-        return step.answer
-
-    def after(self, delta: timedelta) -> None:
-        until = self.now + delta
-        self._take(engine.advance(self.state, self.case, self.now, until))
-        self.now = until
-
-    def do(self, action, request, **options) -> str:
-        return self._take(action(self.state, self.case, request, self.now, **options))
-
-    def refused(self, action, request) -> str:
-        before = self.state
-        with pytest.raises(engine.Refused) as refusal:
-            action(self.state, self.case, request, self.now)
-        assert self.state is before
-        return refusal.value.reason
-
-    # -- what happened
-
-    def timeline(self, kind: str) -> list:
-        return [e for e in self.state.timeline if e.kind == kind]
-
-    def hours(self, kind: str) -> list[float]:
-        return [round((e.at - T0).total_seconds() / 3600, 3) for e in self.timeline(kind)]
-
-    def sent(self, activity: str = SEND_EMAIL) -> list:
-        return [
-            e.notification
-            for e in self.effects
-            if isinstance(e, engine.Deliver) and e.activity == activity
-        ]
-
-    def purposes(self) -> list[tuple[str, int]]:
-        return [(n.purpose, n.tier.level) for n in self.sent()]
-
-    @property
-    def deadline(self):
-        return case_view.next_deadline(self.state, self.case)
 
 
 def claim(user="alice", **who):

@@ -111,7 +111,7 @@ def _facts(**fields) -> LedgerCase:
         case_id="c-1", account="acme", title="VPN down", category="sso", severity="P2",
         policy_name="default", created_at=T0, first_claim_at=T0 + HOUR, resolved_at=T0 + 2 * HOUR,
         resolved_by="alice", final_tier=2, escalations=1, tier_moves=1, sla_breached=True,
-        reopened=0, hold_seconds=0.0, needs_review=False, events=5,
+        reopened=0, hold_seconds=0.0, needs_review=False, events=5, policy=DEFAULT_POLICY,
     )  # fmt: skip
     return LedgerCase(**{**base, **fields})
 

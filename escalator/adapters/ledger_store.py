@@ -23,6 +23,7 @@ from sqlalchemy import (
     Engine,
     Float,
     Integer,
+    JSON,
     MetaData,
     String,
     Table,
@@ -38,7 +39,13 @@ from sqlalchemy.exc import ArgumentError
 
 from escalator.adapters.settings import DEFAULT_LEDGER_URL
 from escalator.domain.errors import InvalidInput
-from escalator.domain.ledger import LedgerBatch, LedgerCase, LedgerEvent, LedgerReceipt
+from escalator.domain.ledger import (
+    CaseHistory,
+    LedgerBatch,
+    LedgerCase,
+    LedgerEvent,
+    LedgerReceipt,
+)
 
 metadata = MetaData()
 
@@ -54,6 +61,7 @@ events = Table(
     Column("detail", Text, nullable=False, default=""),
     Column("from_level", Integer),
     Column("reason", String(20)),
+    Column("note", JSON),  # moves only: the escalation note (reason, steps taken, ...)
 )
 
 cases = Table(
@@ -78,6 +86,7 @@ cases = Table(
     Column("hold_seconds", Float, nullable=False),
     Column("needs_review", Boolean, nullable=False),
     Column("events", Integer, nullable=False),
+    Column("policy", JSON, nullable=False),  # the case's policy snapshot
     Column("written_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -137,12 +146,12 @@ class LedgerStore:
         written = 0
         with self.engine.begin() as connection:
             if batch.events:
-                rows = [event.model_dump() for event in batch.events]
+                rows = [_event_row(event) for event in batch.events]
                 # RETURNING counts the rows really inserted (rowcount is -1 for a batch).
                 statement = insert(events).values(rows).on_conflict_do_nothing()
                 written = len(connection.execute(statement.returning(events.c.seq)).all())
             if batch.case is not None:
-                row = {**batch.case.model_dump(), "written_at": datetime.now(UTC)}
+                row = {**_case_row(batch.case), "written_at": datetime.now(UTC)}
                 statement = insert(cases).values(row)
                 updates = {name: statement.excluded[name] for name in row if name != "case_id"}
                 connection.execute(
@@ -151,6 +160,44 @@ class LedgerStore:
         return LedgerReceipt(events_written=written, case_written=batch.case is not None)
 
     # -- reading
+
+    def histories(
+        self,
+        *,
+        resolved_from: datetime | None = None,
+        resolved_to: datetime | None = None,
+        account: str | None = None,
+        category: str | None = None,
+    ) -> list[CaseHistory]:
+        """Each resolved case in the window (resolved_from <= resolved_at < resolved_to),
+        with its events in order: what `escalator report` computes its figures from."""
+        query = select(cases).order_by(cases.c.resolved_at, cases.c.case_id)
+        if resolved_from is not None:
+            query = query.where(cases.c.resolved_at >= resolved_from)
+        if resolved_to is not None:
+            query = query.where(cases.c.resolved_at < resolved_to)
+        if account is not None:
+            query = query.where(cases.c.account == account)
+        if category is not None:
+            query = query.where(cases.c.category == category)
+        found: dict[str, LedgerCase] = {}
+        with self.engine.connect() as connection:
+            for row in connection.execute(query).mappings():
+                fields = {k: v for k, v in row.items() if k != "written_at"}
+                found[row["case_id"]] = LedgerCase.model_validate(_aware(fields))
+            timelines: dict[str, list[LedgerEvent]] = {case_id: [] for case_id in found}
+            ids = list(found)
+            # In chunks: a database takes only so many parameters in one statement.
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = connection.execute(
+                    select(events)
+                    .where(events.c.case_id.in_(chunk))
+                    .order_by(events.c.case_id, events.c.seq)
+                )
+                for row in rows:
+                    timelines[row.case_id].append(LedgerEvent.model_validate(_aware(row)))
+        return [CaseHistory(facts=found[i], events=tuple(timelines[i])) for i in ids]
 
     def events_of(self, case_id: str) -> list[LedgerEvent]:
         query = select(events).where(events.c.case_id == case_id).order_by(events.c.seq)
@@ -179,6 +226,18 @@ class LedgerStore:
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
+
+
+def _event_row(event: LedgerEvent) -> dict[str, Any]:
+    row = event.model_dump(exclude={"note"})
+    row["note"] = event.note.model_dump(mode="json") if event.note else None
+    return row
+
+
+def _case_row(case: LedgerCase) -> dict[str, Any]:
+    row = case.model_dump(exclude={"policy"})
+    row["policy"] = case.policy.model_dump(mode="json")
+    return row
 
 
 def _aware(row: Any) -> dict[str, Any]:

@@ -565,6 +565,7 @@ class _Change:
         *,
         moved_from: int | None = None,
         reason: MoveReason | None = None,
+        note: EscalationNote | None = None,
     ) -> None:
         # Bounded: a malformed payload's user name is recorded as sent.
         event = TimelineEvent(
@@ -587,6 +588,7 @@ class _Change:
             detail=event.detail,
             from_level=moved_from,
             reason=reason,
+            note=note,
         )
         self.effects.append(Recorded(event, entry))
 
@@ -636,7 +638,7 @@ class _Change:
         self.enter_tier(receiver)
         verb = "escalated" if upward else "deescalated"
         detail = f"{source.label} → {receiver.label}: {note.reason}"
-        self.record(verb, detail, actor=by, moved_from=source.level, reason=reason)
+        self.record(verb, detail, actor=by, moved_from=source.level, reason=reason, note=note)
         bounces = rules.bounce_count(list(moves), source.level, receiver.level)
         if bounces >= self.case.policy.max_bounces and not self.state.needs_review:
             self.set(needs_review=True)

@@ -243,4 +243,5 @@ def ledger_case(state: CaseState, case: CaseInput) -> LedgerCase:
         hold_seconds=state.hold_total.total_seconds(),
         needs_review=state.needs_review,
         events=state.timeline_total,
+        policy=case.policy,
     )

@@ -17,10 +17,12 @@ from typing import Literal
 
 from pydantic import Field
 
-from escalator.domain.records import Model
+from escalator.domain.policy import Policy
+from escalator.domain.records import EscalationNote, Model
 
-# Why a case changed tiers. `sla`: a breach escalated it; `manual`: a person
-# escalated or de-escalated it; `severity`: a raised severity re-routed it.
+# What moved a case between tiers. `sla`: a breach escalated it; `manual`: a person
+# escalated or de-escalated it; `severity`: a raised severity re-routed it. Reports
+# also count hand-offs to the AI-agent stage apart (docs/metrics.md).
 MoveReason = Literal["sla", "manual", "severity"]
 
 
@@ -34,6 +36,7 @@ class LedgerEvent(Model):
     detail: str = ""
     from_level: int | None = None  # moves only
     reason: MoveReason | None = None  # moves only
+    note: EscalationNote | None = None  # moves only: what travelled to the next tier
 
 
 class LedgerCase(Model):
@@ -58,6 +61,9 @@ class LedgerCase(Model):
     hold_seconds: float
     needs_review: bool
     events: int  # timeline entries in the case's whole life
+    # The policy snapshot the case ran with: its calendars give the business-time
+    # figures, and its tiers the names and teams a report shows.
+    policy: Policy
 
 
 class LedgerBatch(Model):
@@ -71,3 +77,10 @@ class LedgerBatch(Model):
 class LedgerReceipt(Model):
     events_written: int  # new rows; events already in the ledger are skipped
     case_written: bool
+
+
+class CaseHistory(Model):
+    """A resolved case as the ledger holds it: its fact row and its events in order."""
+
+    facts: LedgerCase
+    events: tuple[LedgerEvent, ...]
