@@ -61,6 +61,19 @@ async def dev_env():
     await env.shutdown()
 
 
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real Postgres server for the ledger, from Debian's postgresql package."""
+    from support import PostgresServer, postgres_bin
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("Debian's postgresql is not installed (make test installs it with apt-get)")
+    server = PostgresServer(bin_dir)
+    yield server.url
+    server.remove()
+
+
 @pytest_asyncio.fixture
 async def desk(ts_env: WorkflowEnvironment):
     """A worker on its own task queue with recording activities, and a client."""
@@ -107,6 +120,7 @@ LOOPBACK_FIXTURES = frozenset(
         # test_bad_input.py: ~40 `escalator` CLI subprocesses, the control one connecting
         # to a closed port (about 25 s; the socket guard cannot see into subprocesses).
         "cli_runs",
+        "postgres_url",  # below: a real Postgres server on loopback
     }
 )
 # Module-local fixtures whose names are too generic to match everywhere.

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import email
 import email.policy
+import glob
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,15 +80,13 @@ class RecordingNotifier:
     """Stand-in notification activities for workflow-logic tests: they record
     what the workflow asked to send and succeed at once."""
 
-    def __init__(self, assessor=None) -> None:
-        # The ledger is the real activity on a real SQLite file, so every case the
-        # tests run also writes its events and facts, as in production.
+    def __init__(self, assessor=None, *, ledger_url: str | None = None) -> None:
+        # The ledger is the real activity on a real SQLite file (or the database
+        # `ledger_url` names), so every case the tests run also writes its events and
+        # facts, as in production.
+        url = ledger_url or f"sqlite:///{tempfile.mkdtemp(prefix='ledger-')}/ledger.db"
         self.ledger_activities = LedgerActivities(
-            EscalatorSettings.defaults(
-                ledger=LedgerSettings(
-                    url=SecretStr(f"sqlite:///{tempfile.mkdtemp(prefix='ledger-')}/ledger.db")
-                )
-            )
+            EscalatorSettings.defaults(ledger=LedgerSettings(url=SecretStr(url)))
         )
         self.ledger = self.ledger_activities.store
         self.sent: list[Notification] = []
@@ -447,3 +447,54 @@ class EngineCase:
         return CaseHistory(
             facts=case_view.ledger_case(self.state, self.case), events=tuple(self.ledger)
         )
+
+
+# -- a real Postgres server ------------------------------------------------------------
+
+
+def postgres_bin() -> Path | None:
+    """Debian's postgresql binaries (`make test` installs the package), if there."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
+
+
+class PostgresServer:
+    """A throwaway Postgres cluster on loopback with an `escalator_ledger` database.
+
+    Postgres refuses to run as root, so as root the server runs as the `postgres`
+    user that the Debian package creates. `stop()` and `start()` make an outage."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        self.workdir = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
+        self.data, self.port = self.workdir / "data", free_port()
+        self.as_user: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.workdir, "postgres")
+            self.as_user = ["runuser", "-u", "postgres", "--"]
+        self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        self.start()
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "escalator_ledger")  # fmt: skip
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/escalator_ledger"
+
+    def _run(self, tool: str, *args: str) -> None:
+        command = [*self.as_user, str(self.bin_dir / tool), *args]
+        subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.workdir / "log"), "-w", "start")  # fmt: skip
+
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)

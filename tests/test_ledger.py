@@ -7,13 +7,7 @@ tests run real cases on the time-skipping server with the real ledger activity.
 
 from __future__ import annotations
 
-import glob
-import os
-import shutil
-import subprocess
-import tempfile
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -47,48 +41,8 @@ NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"]}
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-# -- a real Postgres server ------------------------------------------------------------
-
-
-def _pg_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if found:
-        return Path(found[-1]).parent
-    pg_ctl = shutil.which("pg_ctl")
-    return Path(pg_ctl).parent if pg_ctl else None
-
-
-@pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway Postgres cluster on loopback, from Debian's postgresql package.
-
-    Postgres refuses to run as root, so as root the server runs as the `postgres`
-    user that the Debian package creates."""
-    bin_dir = _pg_bin()
-    if bin_dir is None:
-        pytest.skip("Debian's postgresql is not installed (make test installs it with apt-get)")
-    workdir = Path(tempfile.mkdtemp(prefix="ledger-pg-"))
-    data, port = workdir / "data", free_port()
-    as_user: list[str] = []
-    if os.geteuid() == 0:
-        shutil.chown(workdir, "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
-
-    def run(*command: str) -> None:
-        subprocess.run([*as_user, *command], check=True, capture_output=True, timeout=120)
-
-    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-    options = f"-p {port} -k {workdir} -c listen_addresses=127.0.0.1 -c fsync=off"
-    run(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(workdir / "log"), "-w", "start")  # fmt: skip
-    try:
-        run(str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "escalator_ledger")  # fmt: skip
-        yield f"postgresql://postgres@127.0.0.1:{port}/escalator_ledger"
-    finally:
-        run(str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
+# The Postgres server is tests/conftest.py's `postgres_url` (Debian's postgresql).
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.loopback)])
 def store(request, tmp_path):
     if request.param == "sqlite":
         store = LedgerStore(f"sqlite:///{tmp_path}/ledger.db")

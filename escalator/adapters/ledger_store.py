@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Column,
     DateTime,
     Engine,
     Float,
     Integer,
-    JSON,
     MetaData,
     String,
     Table,
@@ -89,6 +89,18 @@ cases = Table(
     Column("policy", JSON, nullable=False),  # the case's policy snapshot
     Column("written_at", DateTime(timezone=True), nullable=False),
 )
+
+
+def ledger_exists(url: str) -> bool:
+    """False for a SQLite ledger whose file is not there yet (reading one must not
+    create it); a server database is asked when it is read."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return True  # engine_for says what is wrong with it
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return True
+    return Path(parsed.database).exists()
 
 
 def engine_for(url: str) -> Engine:

@@ -31,3 +31,18 @@ def case_query(
     if assignee:
         clauses.append(f"{search.CASE_ASSIGNEE.name} = {_quote(assignee)}")
     return " AND ".join(clauses)
+
+
+def open_case_query(*, account: str | None = None, team: str | None = None) -> str:
+    """Cases still running and not resolved (a resolved case waits out its reopen
+    window running): the live backlog `escalator report` shows."""
+    clauses = [
+        f"WorkflowType = {_quote(WORKFLOW_TYPE)}",
+        "ExecutionStatus = 'Running'",
+        f"{search.CASE_STATUS.name} != 'resolved'",
+    ]
+    if account:
+        clauses.append(f"{search.CASE_ACCOUNT.name} = {_quote(account)}")
+    if team:
+        clauses.append(f"{search.CASE_TEAM.name} = {_quote(team)}")
+    return " AND ".join(clauses)

@@ -48,9 +48,10 @@ examples:
   escalator deescalate 123 --user bob --reason "fix deployed; L1 monitors"
   escalator severity 123 --user alice P1         # raising re-routes; lowering never demotes
   escalator queue --team support-specialists     # unclaimed, nearest deadline first
+  escalator report --since 30d                   # MTTA, MTTR, escalations, SLA compliance
 
 exit codes: 0 ok, 1 refused by the case, 2 invalid input or unknown case,
-            3 Temporal unreachable
+            3 Temporal (or the ledger's database) unreachable
 """
 
 
@@ -209,6 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     queue.add_argument("--limit", type=int, default=200)
     queue.add_argument("--json", action="store_true", help="print JSON")
 
+    from escalator.cli import report
+
+    report.add_arguments(
+        command(
+            "report",
+            "the supervisor's figures from the case ledger (docs/metrics.md)",
+            "escalator report --since 30d --format json --out report.json",
+        )
+    )
+
     listing = command("list", "list cases", "escalator list --status open")
     listing.add_argument("--status", choices=["open", "claimed", "resolved"])
     listing.add_argument("--tier", type=int)
@@ -296,6 +307,10 @@ async def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command in {"list", "queue"}:
         return await _list(args)
+    if args.command == "report":
+        from escalator.cli import report
+
+        return await report.run(args, _connect)
     if args.command == "draft":
         from escalator.domain.models import DraftInput
         from starter import check_case_id
@@ -577,11 +592,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def _exit_code(error: EscalatorError) -> int:
     from escalator.adapters.temporal_client import TemporalUnavailable
+    from escalator.cli.report import LedgerUnreadable
     from starter import ActionRefused
 
     if isinstance(error, ActionRefused):
         return EXIT_REFUSED
-    if isinstance(error, TemporalUnavailable):
+    if isinstance(error, (TemporalUnavailable, LedgerUnreadable)):
         return EXIT_UNAVAILABLE
     return EXIT_INVALID
 

@@ -175,7 +175,24 @@ def status(state: CaseState, case: CaseInput, now: datetime) -> CaseStatus:
         reopen_until=state.reopen_until,
         notes_total=state.notes_total,
         timeline_total=state.timeline_total,
+        sla_used=sla_used(state, case, now),
+        category=case.category,
+        customer_tier=case.customer_tier,
     )
+
+
+def sla_used(state: CaseState, case: CaseInput, now: datetime) -> float | None:
+    """How much of the tier's running SLA the case has used (1.0: breached)."""
+    if state.phase == "resolved":
+        return None
+    target = sla.breach_target(case.policy, position(state))
+    if target is None:
+        return None
+    base = state.response_base if target.clock == "first_response" else timedelta(0)
+    length = target.consumed - base
+    if length <= timedelta(0):
+        return None
+    return round((consumed_at(state, case, now) - base) / length, 4)
 
 
 def outcome(state: CaseState, case: CaseInput) -> CaseOutcome:

@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 
 from escalator.domain.business_time import ALWAYS_OPEN, BusinessCalendar, business_time_between
 from escalator.domain.ledger import CaseHistory, LedgerCase, LedgerEvent
+from escalator.domain.models import CaseStatus
 from escalator.domain.records import Model
 
 # What counts as the assignee's first action on a claimed case.
@@ -438,6 +439,44 @@ def _l3_review(life: Life) -> L3Review | None:
         time_in_tier_seconds=dict(sorted(in_tier.items())),
         resolved_by=facts.resolved_by,
     )
+
+
+# -- the live backlog -------------------------------------------------------------------
+
+AGE_BUCKETS = ((3600, "<1h"), (4 * 3600, "1-4h"), (24 * 3600, "4-24h"), (7 * 86400, "1-7d"))
+AT_RISK = 0.75  # the share of the running SLA at which a case is shown as at risk
+
+
+def backlog(statuses: Iterable[CaseStatus], now: datetime) -> dict[str, object]:
+    """Open cases right now (from Temporal's visibility and each case's status): by
+    tier and age since creation, and those at >= 75 % of their running tier SLA."""
+    by_tier: Counter[str] = Counter()
+    by_age: Counter[str] = Counter({label: 0 for _, label in AGE_BUCKETS} | {">7d": 0})
+    at_risk: list[dict[str, object]] = []
+    total = 0
+    for status in statuses:
+        total += 1
+        by_tier[tier_key(status.tier_level)] += 1
+        age = (now - status.created_at).total_seconds()
+        by_age[next((label for limit, label in AGE_BUCKETS if age < limit), ">7d")] += 1
+        if status.sla_used is not None and status.sla_used >= AT_RISK:
+            at_risk.append(
+                {
+                    "case_id": status.case_id,
+                    "tier": tier_key(status.tier_level),
+                    "state": status.state,
+                    "assignee": status.assignee,
+                    "sla_used": status.sla_used,
+                    "next_deadline": status.next_deadline.at if status.next_deadline else None,
+                }
+            )
+    at_risk.sort(key=lambda row: -float(row["sla_used"]))  # type: ignore[arg-type]
+    return {
+        "total": total,
+        "by_tier": dict(sorted(by_tier.items())),
+        "by_age": dict(by_age),
+        "at_risk": at_risk,
+    }
 
 
 def _share(part: int, whole: int) -> float | None:

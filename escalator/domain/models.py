@@ -258,6 +258,8 @@ class CaseStatus(Model):
     policy_name: str
     notes: tuple[CaseNote, ...]
     timeline: tuple[TimelineEvent, ...]
+    category: str | None = None
+    customer_tier: str | None = None
     assessment: AssessmentResult | None = Field(
         default=None, description="The latest AI assessment, once it has arrived."
     )
@@ -268,6 +270,12 @@ class CaseStatus(Model):
     reopen_until: datetime | None = None
     notes_total: int = 0
     timeline_total: int = 0
+    sla_used: float | None = Field(
+        default=None,
+        description="The share of the running tier SLA (first response, or resolution "
+        "once claimed) used by `as_of`, on the tier's business clock; 1.0 is the breach. "
+        "None when no SLA runs (resolved, or a tier without one).",
+    )
     as_of: datetime | None = Field(
         default=None,
         description="The case's own time this status describes (its last workflow "
