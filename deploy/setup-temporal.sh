@@ -33,6 +33,8 @@ SEARCH_ATTRIBUTES=(
   SlaBreached=Bool
   NextDeadline=Datetime
   NeedsReview=Bool
+  CaseCategory=Keyword
+  CustomerTier=Keyword
 )
 # END search-attributes
 

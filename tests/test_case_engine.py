@@ -59,6 +59,29 @@ def test_a_severity_override_routes_and_names_its_channel():
     assert case.sent()[0].channel == "pagerduty"
 
 
+ENTERPRISE_TO_L2 = policy_with(tier_overrides=[{"customer_tier": "enterprise", "route_to": 2}])
+
+
+@pytest.mark.parametrize(
+    ("severity", "customer_tier", "level", "because"),
+    [
+        ("P3", "enterprise", 2, "customer-tier override for enterprise"),
+        ("P3", "smb", 1, None),  # no override for this customer tier
+        ("P3", None, 1, None),
+        ("P2", "enterprise", 2, "severity override for P2"),  # both say L2: severity named
+        ("P0", "enterprise", 3, "severity override for P0"),  # the more senior one wins
+    ],
+)
+def test_a_case_starts_at_the_highest_of_its_severity_and_customer_tier_overrides(
+    severity, customer_tier, level, because
+):
+    case = Case(policy=ENTERPRISE_TO_L2, severity=severity, customer_tier=customer_tier)
+    assert case.state.tier_level == level
+    assert case.purposes() == [("tier_entry", level)]
+    created = case.timeline("created")[0].detail
+    assert (because in created) if because else "override" not in created
+
+
 def test_a_breach_escalates_with_a_system_note_tells_the_customer_and_assesses():
     case = Case(customer=Customer(name="Ana", email="ana@example.com"))
     case.after(4 * HOUR + MIN)

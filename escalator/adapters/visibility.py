@@ -18,6 +18,8 @@ def case_query(
     team: str | None = None,
     severity: str | None = None,
     assignee: str | None = None,
+    category: str | None = None,
+    customer_tier: str | None = None,
 ) -> str:
     clauses = [f"WorkflowType = {_quote(WORKFLOW_TYPE)}"]
     if status:
@@ -30,6 +32,10 @@ def case_query(
         clauses.append(f"{search.CASE_SEVERITY.name} = {_quote(severity)}")
     if assignee:
         clauses.append(f"{search.CASE_ASSIGNEE.name} = {_quote(assignee)}")
+    if category:
+        clauses.append(f"{search.CASE_CATEGORY.name} = {_quote(category)}")
+    if customer_tier:
+        clauses.append(f"{search.CUSTOMER_TIER.name} = {_quote(customer_tier)}")
     return " AND ".join(clauses)
 
 

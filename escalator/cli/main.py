@@ -226,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--team")
     listing.add_argument("--severity")
     listing.add_argument("--assignee")
+    listing.add_argument("--category")
+    listing.add_argument("--customer-tier")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -441,6 +443,8 @@ async def _list(args: argparse.Namespace) -> int:
         team=args.team,
         severity=args.severity,
         assignee=None if queue else args.assignee,
+        category=None if queue else args.category,
+        customer_tier=None if queue else args.customer_tier,
     )
     rows = []
     async for execution in escalator.client.list_workflows(query, limit=args.limit):

@@ -81,6 +81,8 @@ def case_row(execution: WorkflowExecution) -> dict:
         "team": attributes.get(search.CASE_TEAM),
         "severity": attributes.get(search.CASE_SEVERITY),
         "assignee": attributes.get(search.CASE_ASSIGNEE),
+        "category": attributes.get(search.CASE_CATEGORY),
+        "customer_tier": attributes.get(search.CUSTOMER_TIER),
         "sla_breached": attributes.get(search.SLA_BREACHED),
         "next_deadline": deadline.isoformat() if deadline else None,
         "started": execution.start_time.isoformat() if execution.start_time else None,

@@ -140,7 +140,7 @@ def new_state(case: CaseInput, now: datetime) -> CaseState:
     return CaseState(
         created_at=now,
         severity=case.severity,
-        tier_level=routing.initial_tier(case.policy, case.severity).level,
+        tier_level=routing.initial_tier(case.policy, case.severity, case.customer_tier).level,
         phase="open",
         assignee=None,
         first_claim_at=None,
@@ -171,7 +171,14 @@ def open_case(state: CaseState, case: CaseInput, now: datetime) -> Step:
     """The case is opened at its first tier, and that tier is told."""
     change = _Change(state, case, now)
     override = case.policy.override_for(case.severity)
+    by_customer = case.policy.tier_override_for(case.customer_tier)
     routed = f" (severity override for {case.severity})" if override else ""
+    if (
+        by_customer
+        and change.tier.level == by_customer.route_to
+        and (override is None or by_customer.route_to > override.route_to)
+    ):
+        routed = f" (customer-tier override for {case.customer_tier})"
     change.record("created", f"{case.severity} case opened at {change.tier.label}{routed}")
     change.notify_tier("tier_entry", channel=override.notification if override else None)
     return change.step()

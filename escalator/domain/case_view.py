@@ -224,7 +224,7 @@ def search_attribute_values(state: CaseState, case: CaseInput) -> dict[str, obje
     or free text goes here."""
     tier = tier_of(state, case)
     deadline = next_deadline(state, case)
-    return {
+    values: dict[str, object] = {
         search.CASE_STATUS.name: state.phase,
         search.CASE_TIER.name: tier.level,
         search.CASE_TIER_NAME.name: tier.name,
@@ -236,6 +236,12 @@ def search_attribute_values(state: CaseState, case: CaseInput) -> dict[str, obje
         search.NEXT_DEADLINE.name: deadline.at if deadline else None,
         search.NEEDS_REVIEW.name: state.needs_review,
     }
+    # Only when set: an unset key would add an upsert that older histories lack.
+    if case.category is not None:
+        values[search.CASE_CATEGORY.name] = case.category
+    if case.customer_tier is not None:
+        values[search.CUSTOMER_TIER.name] = case.customer_tier
+    return values
 
 
 def ledger_case(state: CaseState, case: CaseInput) -> LedgerCase:

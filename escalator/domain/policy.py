@@ -207,6 +207,17 @@ class SeverityOverride(_Strict):
     description: str | None = None
 
 
+class TierOverride(_Strict):
+    """Customers of a tier (e.g. `enterprise`) start further up: the escalation guide's
+    "route enterprise customers directly to L2"."""
+
+    customer_tier: str = Field(min_length=1, max_length=40)
+    route_to: WholeNumber = Field(
+        description="Level of the tier a case of this customer tier starts at."
+    )
+    description: str | None = None
+
+
 def _thresholds(value: object) -> object:
     # `warn_at: 0.75` and `warn_at: [0.5, 0.75, 0.9]` are both accepted.
     return (value,) if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -224,6 +235,11 @@ class Policy(_Strict):
     )
     tiers: tuple[Tier, ...]
     severity_overrides: tuple[SeverityOverride, ...] = ()
+    tier_overrides: tuple[TierOverride, ...] = Field(
+        default=(),
+        description="Customer tiers that start further up. A case starts at the highest "
+        "of: the first tier, its severity's override, and its customer tier's override.",
+    )
     calendar: BusinessCalendar | None = Field(
         default=None, description="Business hours for every tier's SLA clocks (default 24x7)."
     )
@@ -295,6 +311,21 @@ class Policy(_Strict):
                     at=("severity_overrides", index, "severity"),
                 )
             seen.add(override.severity)
+        customer_tiers: set[str] = set()
+        for index, tier_override in enumerate(self.tier_overrides):
+            where = f"tier_overrides[{index}]"
+            if tier_override.route_to not in levels:
+                raise FieldValueError(
+                    f"{where}.route_to: level {tier_override.route_to} is not a tier "
+                    f"(levels: {', '.join(map(str, levels))})",
+                    at=("tier_overrides", index, "route_to"),
+                )
+            if tier_override.customer_tier in customer_tiers:
+                raise FieldValueError(
+                    f"{where}.customer_tier: {tier_override.customer_tier} is overridden twice",
+                    at=("tier_overrides", index, "customer_tier"),
+                )
+            customer_tiers.add(tier_override.customer_tier)
         return self
 
     # -- lookups --------------------------------------------------------------
@@ -308,6 +339,11 @@ class Policy(_Strict):
     def calendar_for(self, level: int) -> BusinessCalendar | None:
         """The tier's own calendar, else the policy's; None means 24x7."""
         return self.tier(level).calendar or self.calendar
+
+    def tier_override_for(self, customer_tier: str | None) -> TierOverride | None:
+        if customer_tier is None:
+            return None
+        return next((o for o in self.tier_overrides if o.customer_tier == customer_tier), None)
 
     def override_for(self, severity: str) -> SeverityOverride | None:
         return next((o for o in self.severity_overrides if o.severity == severity), None)

@@ -5,12 +5,16 @@ from __future__ import annotations
 from escalator.domain.policy import SEVERITIES, Policy, Tier
 
 
-def initial_tier(policy: Policy, severity: str) -> Tier:
-    """The first tier, unless a severity override sends the case further up at once."""
-    override = policy.override_for(severity)
-    if override is not None:
-        return policy.tier(override.route_to)
-    return policy.tiers[0]
+def initial_tier(policy: Policy, severity: str, customer_tier: str | None = None) -> Tier:
+    """Where a new case starts: the highest of the first tier, its severity's override
+    and its customer tier's override. Either shortcut only ever skips tiers, so the
+    more senior one wins, whichever it is."""
+    levels = [policy.tiers[0].level]
+    if (override := policy.override_for(severity)) is not None:
+        levels.append(override.route_to)
+    if (by_customer := policy.tier_override_for(customer_tier)) is not None:
+        levels.append(by_customer.route_to)
+    return policy.tier(max(levels))
 
 
 def next_tier(policy: Policy, level: int) -> Tier | None:

@@ -23,6 +23,10 @@ CASE_ACCOUNT = SearchAttributeKey.for_keyword("CaseAccount")
 SLA_BREACHED = SearchAttributeKey.for_bool("SlaBreached")
 NEXT_DEADLINE = SearchAttributeKey.for_datetime("NextDeadline")
 NEEDS_REVIEW = SearchAttributeKey.for_bool("NeedsReview")  # bounced between tiers too often
+# Report dimensions, short labels (escalator/domain/models.py `Label`). Set only on
+# cases that have them, so cases started before they existed replay unchanged.
+CASE_CATEGORY = SearchAttributeKey.for_keyword("CaseCategory")
+CUSTOMER_TIER = SearchAttributeKey.for_keyword("CustomerTier")
 
 ALL_KEYS = (
     CASE_STATUS,
@@ -35,6 +39,8 @@ ALL_KEYS = (
     SLA_BREACHED,
     NEXT_DEADLINE,
     NEEDS_REVIEW,
+    CASE_CATEGORY,
+    CUSTOMER_TIER,
 )
 
 # Names as the `temporal` CLI spells the types (`--search-attribute Name=Type`). Keyed by
