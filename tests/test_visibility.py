@@ -79,6 +79,26 @@ async def test_visibility_follows_every_transition(escalator):
     assert "vis-2" in await visible(escalator, open_unclaimed)
 
 
+async def test_category_and_customer_tier_are_searchable_and_only_set_when_given(escalator):
+    policy = seconds_policy(first_response=600, resolution=1200)
+    tagged = {"category": "sso", "customer_tier": "enterprise"}
+    await escalator.start_case({"case_id": "vis-dim-1", "title": "SSO loop", "policy": policy,
+                                **tagged})  # fmt: skip
+    await escalator.start_case({"case_id": "vis-dim-2", "title": "Plain", "policy": policy})
+    query = case_query(category="sso", customer_tier="enterprise")
+    await eventually(lambda: _contains(visible(escalator, query), {"vis-dim-1"}))
+    assert "vis-dim-2" not in await visible(escalator, query)
+    await eventually(lambda: _has_tier(escalator, "vis-dim-2"))
+    plain = await attributes(escalator, "vis-dim-2")
+    assert plain.get(search.CASE_CATEGORY) is None and plain.get(search.CUSTOMER_TIER) is None
+    for case_id in ("vis-dim-1", "vis-dim-2"):
+        await escalator.resolve(case_id, actor("admin", role="admin"), "done")
+
+
+async def _has_tier(escalator: EscalatorClient, case_id: str) -> bool:
+    return (await attributes(escalator, case_id)).get(search.CASE_TIER) is not None
+
+
 async def test_ui_metadata_summary_details_and_live_briefing(escalator):
     await escalator.start_case({
         "case_id": "ui-1", "title": "Outlook is failing to sync email", "severity": "P1",

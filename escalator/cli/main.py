@@ -220,6 +220,17 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
 
+    from escalator.cli import ledger
+
+    ledger.add_arguments(
+        command(
+            "ledger",
+            "the case ledger: backfill closed cases from Temporal, or count its rows",
+            "escalator ledger backfill --since 30d",
+        ),
+        _Parser,
+    )
+
     listing = command("list", "list cases", "escalator list --status open")
     listing.add_argument("--status", choices=["open", "claimed", "resolved"])
     listing.add_argument("--tier", type=int)
@@ -313,6 +324,10 @@ async def _run(args: argparse.Namespace) -> int:
         from escalator.cli import report
 
         return await report.run(args, _connect)
+    if args.command == "ledger":
+        from escalator.cli import ledger
+
+        return await ledger.run(args, _connect)
     if args.command == "draft":
         from escalator.domain.models import DraftInput
         from starter import check_case_id
