@@ -306,6 +306,61 @@ def check_case_delivery(sink: BouncingMailSink, case_id: str, timeline) -> list[
     return problems
 
 
+# -- 1b. the worker is killed while cases resolve: the ledger stays exact ------------------
+
+LEDGER_CASES = 20
+
+
+async def test_the_ledger_stays_exact_when_the_worker_is_killed_while_cases_resolve(
+    server, chaos, seed
+):
+    from escalator.adapters.ledger_store import LedgerStore
+
+    queue = unique_queue("chaos-ledger")
+    sink = chaos.sink()
+    worker = chaos.worker("ledger-worker", server.address, queue, sink)
+    store = LedgerStore(worker.env["ESCALATOR_LEDGER_URL"])
+    escalator = EscalatorClient(await server.connect(), queue)
+    worker.start()
+    await worker.ready()
+    case_ids = [f"ledger-kill-{seed}-{n:02d}" for n in range(LEDGER_CASES)]
+    await gather_bounded(escalator.start_case(new_case(c, policy(600, 1200))) for c in case_ids)
+    await gather_bounded(escalator.claim(c, actor("alice")) for c in case_ids)
+    await gather_bounded(
+        escalator.add_note(c, actor("alice"), "restarted the sync") for c in case_ids
+    )
+    # The resolves go out as signals, and the worker dies while it handles them: some
+    # cases have resolved, some have sent their ledger batch, some neither.
+    for case_id in case_ids:
+        await escalator.resolve(case_id, CLOSER, "closed by the chaos test", wait=False)
+    await asyncio.sleep(random.Random(seed).uniform(0.05, 0.5))
+    worker.kill()
+    worker.start()
+    await worker.ready()
+    outcomes = await outcomes_one_by_one(escalator, case_ids)
+
+    problems = []
+    for case_id, outcome in outcomes.items():
+        recorded = store.events_of(case_id)
+        expected = len(outcome.timeline)  # short cases: the whole timeline is kept
+        if [e.seq for e in recorded] != list(range(1, expected + 1)):
+            problems.append(
+                f"{case_id}: ledger seqs {[e.seq for e in recorded]}, {expected} expected"
+            )
+        if [e.kind for e in recorded] != [e.kind for e in outcome.timeline]:
+            problems.append(f"{case_id}: ledger kinds differ from the timeline")
+        facts = store.case(case_id)
+        if facts is None or (facts.events, facts.resolved_by) != (expected, "closer"):
+            problems.append(f"{case_id}: fact row {facts}")
+    assert not problems, f"seed {seed}:\n" + "\n".join(problems)
+    assert store.counts() == {
+        "ledger_events": sum(len(o.timeline) for o in outcomes.values()),
+        "ledger_cases": LEDGER_CASES,
+    }
+    assert not chaos.replay_problems(), chaos.replay_problems()
+    store.close()
+
+
 # -- 1. the worker is killed, again and again ------------------------------------------
 
 CASES = 50

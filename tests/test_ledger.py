@@ -7,6 +7,7 @@ tests run real cases on the time-skipping server with the real ledger activity.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -250,3 +251,52 @@ async def test_a_ledger_outage_delays_no_escalation_and_the_case_closes_once_wri
         status = await escalator.status("outage-2")
         events = notifier.ledger.events_of("outage-2")
         assert [e.seq for e in events] == list(range(1, status.timeline_total + 1))
+
+
+@pytest.mark.integration
+async def test_postgres_stopped_across_an_escalation_delays_nothing_and_the_ledger_catches_up(
+    dev_env, monkeypatch
+):
+    from support import PostgresServer, postgres_bin, seconds_policy
+
+    bin_dir = postgres_bin()
+    if bin_dir is None:
+        pytest.skip("Debian's postgresql is not installed (make test installs it with apt-get)")
+    monkeypatch.setattr(limits, "LEDGER_BATCH_EVENTS", 1)  # every entry is a write
+    server = PostgresServer(bin_dir)  # its own server: this test stops it
+    try:
+        notifier = RecordingNotifier(ledger_url=server.url)
+        queue = unique_queue("ledger-pg-outage")
+        escalator = EscalatorClient(dev_env.client, queue)
+        async with case_workers(dev_env.client, queue, notifier.activities):
+            case = CaseInput(case_id="pg-outage", title="VPN down",
+                             policy=seconds_policy(first_response=3, resolution=60))  # fmt: skip
+            await escalator.start_case(case)
+            await eventually(lambda: notifier.ledger.events_of("pg-outage"), within=20)
+            server.stop()  # Postgres is down before the first-response deadline
+            status = await eventually(_at_tier(escalator, "pg-outage", 2), within=20)
+            [moved] = [e for e in status.timeline if e.kind == "escalated"]
+            late = moved.at - status.created_at - timedelta(seconds=3)
+            assert timedelta(0) <= late < timedelta(seconds=1)  # on time, Postgres or not
+            await escalator.resolve("pg-outage", actor("root", role="admin"), "done")
+            await asyncio.sleep(2)
+            description = await dev_env.client.get_workflow_handle("case-pg-outage").describe()
+            assert description.status.name == "RUNNING"  # it waits for its facts
+            server.start()
+            await asyncio.wait_for(escalator.outcome("pg-outage"), timeout=60)
+        events = notifier.ledger.events_of("pg-outage")
+        kinds = [e.kind for e in events]
+        assert {"sla_warning", "escalated", "resolved"} <= set(kinds)  # written while it was down
+        assert [e.seq for e in events] == list(range(1, len(events) + 1))
+        assert notifier.ledger.case("pg-outage").final_tier == 2
+    finally:
+        notifier.ledger.close()
+        server.remove()
+
+
+def _at_tier(escalator: EscalatorClient, case_id: str, level: int):
+    async def check():
+        status = await escalator.status(case_id)
+        return status if status.tier_level == level else None
+
+    return check
