@@ -61,7 +61,12 @@ async def _write(store: LedgerStore, batch: LedgerBatch) -> LedgerReceipt:
     try:
         # SQLAlchemy is synchronous; a thread keeps the worker's event loop free.
         return await asyncio.to_thread(store.write, batch)
-    except (SQLAlchemyError, OSError, InvalidInput) as error:
+    except InvalidInput as error:  # says what to fix, and never holds the URL
+        raise ApplicationError(
+            f"{error}; {len(batch.events)} events of case {batch.case_id} wait for it",
+            type=LEDGER_UNAVAILABLE,
+        ) from None
+    except (SQLAlchemyError, OSError) as error:
         # The message names the database error's kind only: the URL, which a driver
         # may quote, can carry a password.
         raise ApplicationError(

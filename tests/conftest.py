@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,13 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from anthropic_standin import anthropic_standin  # noqa: E402, F401 (fixture)
+
+# Workers that tests start without a ledger of their own write to this one, never to
+# the checkout's .data/ledger.db (which `make run` and `escalator report` use).
+os.environ.setdefault(
+    "ESCALATOR_LEDGER_URL",
+    f"sqlite:///{tempfile.mkdtemp(prefix='escalator-test-ledger-')}/ledger.db",
+)
 
 
 @pytest_asyncio.fixture(scope="session")

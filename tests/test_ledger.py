@@ -8,6 +8,7 @@ tests run real cases on the time-skipping server with the real ledger activity.
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -108,6 +109,27 @@ def test_a_bad_ledger_url_is_one_line_naming_the_variable():
     with pytest.raises(InvalidInput, match=r"^ESCALATOR_LEDGER_URL: use sqlite:///") as error:
         LedgerSettings.from_env({"ESCALATOR_LEDGER_URL": "mysql://root:hunter2@db/x"})
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_ledger_from_an_older_escalator_is_one_line_saying_how_to_rebuild_it(tmp_path):
+    import sqlite3
+    import subprocess
+    import sys
+
+    path = tmp_path / "ledger.db"
+    with sqlite3.connect(path) as old:  # the first ledger's tables: no policy, no note
+        old.execute("CREATE TABLE ledger_events (case_id TEXT, seq INTEGER, at TEXT)")
+        old.execute("CREATE TABLE ledger_cases (case_id TEXT PRIMARY KEY)")
+    with pytest.raises(InvalidInput, match=r"^ledger: table ledger_events lacks ") as error:
+        LedgerStore(f"sqlite:///{path}").counts()
+    assert "escalator ledger backfill" in str(error.value) and "\n" not in str(error.value)
+    env = {**os.environ, "ESCALATOR_LEDGER_URL": f"sqlite:///{path}"}
+    report = subprocess.run(
+        [sys.executable, "-m", "escalator.cli", "report", "--no-open"],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert report.returncode == 2 and report.stderr.count("\n") == 1, report.stderr
+    assert "lacks" in report.stderr and "Traceback" not in report.stderr
 
 
 async def test_an_unreachable_ledger_is_a_retryable_error_without_the_password():

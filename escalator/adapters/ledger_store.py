@@ -31,6 +31,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -109,7 +110,7 @@ def engine_for(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise InvalidInput(
-            f"ESCALATOR_LEDGER_URL: {url!r} is not a database URL; use "
+            "ESCALATOR_LEDGER_URL: not a database URL (not shown: it may hold a password); use "
             "sqlite:///path/ledger.db or postgresql://user:password@host/dbname"
         ) from None
     backend = parsed.get_backend_name()
@@ -133,7 +134,23 @@ def engine_for(url: str) -> Engine:
             cursor.close()
 
     metadata.create_all(engine)
+    _check_schema(engine)
     return engine
+
+
+def _check_schema(engine: Engine) -> None:
+    """A ledger made by an older Escalator lacks columns this code writes: say so
+    once, plainly, instead of failing every write with a database error."""
+    found = inspect(engine)
+    for table in (events, cases):
+        present = {column["name"] for column in found.get_columns(table.name)}
+        missing = [column.name for column in table.columns if column.name not in present]
+        if missing:
+            raise InvalidInput(
+                f"ledger: table {table.name} lacks {', '.join(missing)}: an older Escalator "
+                "made it; move that database aside and run `escalator ledger backfill` to "
+                "rebuild it from Temporal"
+            )
 
 
 class LedgerStore:
