@@ -135,7 +135,8 @@ def _open_lines(backlog: dict[str, Any] | None) -> list[str]:
 def _period_line(report: Report) -> str:
     start, end = report.period.get("from"), report.period.get("to")
     span = f"{_when(start) if start else 'the beginning'} to {_when(end) if end else 'now'}"
-    return f"Escalator report: {report.cases} cases resolved from {span}"
+    cases = f"{report.cases} case" + ("" if report.cases == 1 else "s")
+    return f"Escalator report: {cases} resolved from {span}"
 
 
 def _duration_line(label: str, figure: Duration) -> str:
