@@ -104,7 +104,7 @@ def ledger_exists(url: str) -> bool:
     return Path(parsed.database).exists()
 
 
-def engine_for(url: str) -> Engine:
+def engine_for(url: str, schema: MetaData = metadata) -> Engine:
     """An engine for `url`, with the schema created. A bad URL is a one-line error."""
     try:
         parsed = make_url(url)
@@ -133,16 +133,16 @@ def engine_for(url: str) -> Engine:
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
 
-    metadata.create_all(engine)
-    _check_schema(engine)
+    schema.create_all(engine)
+    _check_schema(engine, schema)
     return engine
 
 
-def _check_schema(engine: Engine) -> None:
+def _check_schema(engine: Engine, schema: MetaData) -> None:
     """A ledger made by an older Escalator lacks columns this code writes: say so
     once, plainly, instead of failing every write with a database error."""
     found = inspect(engine)
-    for table in (events, cases):
+    for table in schema.sorted_tables:
         present = {column["name"] for column in found.get_columns(table.name)}
         missing = [column.name for column in table.columns if column.name not in present]
         if missing:

@@ -231,6 +231,17 @@ def build_parser() -> argparse.ArgumentParser:
         _Parser,
     )
 
+    from escalator.cli import token
+
+    token.add_arguments(
+        command(
+            "token",
+            "make, list and revoke the HTTP API's bearer tokens",
+            "escalator token create --user alice --role engineer --account acme --expires 90d",
+        ),
+        _Parser,
+    )
+
     listing = command("list", "list cases", "escalator list --status open")
     listing.add_argument("--status", choices=["open", "claimed", "resolved"])
     listing.add_argument("--tier", type=int)
@@ -328,6 +339,10 @@ async def _run(args: argparse.Namespace) -> int:
         from escalator.cli import ledger
 
         return await ledger.run(args, _connect)
+    if args.command == "token":
+        from escalator.cli import token
+
+        return await token.run(args)
     if args.command == "draft":
         from escalator.domain.models import DraftInput
         from starter import check_case_id
