@@ -269,12 +269,34 @@ class EscalatorClient:
         request = _validated(ReopenRequest, {"actor": actor, "reason": reason}, "reopen")
         return await self._send(case_id, "reopen", EscalationWorkflow.try_reopen, request, wait)
 
-    async def _send(self, case_id, signal_name, update, request, wait) -> ActionResult | None:
+    async def act(
+        self,
+        case_id: str,
+        action: str,
+        actor: Actor | Mapping,
+        fields: Mapping[str, Any],
+        *,
+        update_id: str | None = None,
+    ) -> ActionResult:
+        """One action by name (`claim`, `note`, `severity`, ...) with its request's
+        fields, as the HTTP API sends it. `update_id` makes a retry the same update:
+        Temporal answers it again instead of acting twice."""
+        model, signal_name, update = _ACTIONS[action]
+        request = _checked(_validated(model, {"actor": actor, **fields}, action))
+        result = await self._send(case_id, signal_name, update, request, True, update_id)
+        assert result is not None
+        return result
+
+    async def _send(
+        self, case_id, signal_name, update, request, wait, update_id=None
+    ) -> ActionResult | None:
         """With wait=True send the update and return its answer; else send the signal."""
         handle = self._handle(case_id)
         try:
             if wait:
-                return await handle.execute_update(update, request, result_type=ActionResult)
+                return await handle.execute_update(
+                    update, request, id=update_id, result_type=ActionResult
+                )
             await handle.signal(signal_name, request)
             return None
         except WorkflowUpdateFailedError as error:
@@ -349,3 +371,17 @@ class EscalatorClient:
                 return None
             raise
         return WorkflowExecutionStatus(response.workflow_execution_info.status)
+
+
+# What `EscalatorClient.act` sends for each action name: request, signal, update.
+_ACTIONS: dict[str, tuple[type[BaseModel], str, Any]] = {
+    "claim": (ClaimRequest, "claim", EscalationWorkflow.try_claim),
+    "resolve": (ResolveRequest, "resolve", EscalationWorkflow.try_resolve),
+    "escalate": (EscalateRequest, "escalate", EscalationWorkflow.try_escalate),
+    "note": (AddNoteRequest, "add_note", EscalationWorkflow.try_add_note),
+    "hold": (HoldRequest, "hold", EscalationWorkflow.try_hold),
+    "resume": (ResumeRequest, "resume", EscalationWorkflow.try_resume),
+    "deescalate": (DeescalateRequest, "deescalate", EscalationWorkflow.try_deescalate),
+    "severity": (SetSeverityRequest, "set_severity", EscalationWorkflow.try_set_severity),
+    "reopen": (ReopenRequest, "reopen", EscalationWorkflow.try_reopen),
+}

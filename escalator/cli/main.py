@@ -231,6 +231,16 @@ def build_parser() -> argparse.ArgumentParser:
         _Parser,
     )
 
+    api = command(
+        "api",
+        "serve the HTTP API (bearer tokens from `escalator token create`)",
+        "escalator api --host 127.0.0.1 --port 8000 --policies policies/",
+    )
+    api.add_argument("--host", default="127.0.0.1", help="listen address (127.0.0.1)")
+    api.add_argument("--port", type=_port, default=8000, help="port (8000)")
+    api.add_argument("--data-dir", type=Path, default=Path(".data"), help="tokens (.data)")
+    api.add_argument("--policies", type=Path, default=Path("policies"), help="policies/")
+
     from escalator.cli import token
 
     token.add_arguments(
@@ -339,6 +349,19 @@ async def _run(args: argparse.Namespace) -> int:
         from escalator.cli import ledger
 
         return await ledger.run(args, _connect)
+    if args.command == "api":
+        from escalator.adapters.settings import LedgerSettings
+        from escalator.adapters.token_store import TokenStore, token_store_url
+        from escalator.api.serve import load_policies, serve
+
+        policies = load_policies(args.policies)  # every policy checked before listening
+        ledger_url = LedgerSettings.from_env().url.get_secret_value()
+        tokens = TokenStore(token_store_url(args.data_dir, ledger_url))
+        _say(f"Escalator API on http://{args.host}:{args.port} (docs at /docs); "
+             f"policies: {', '.join(policies)}")  # fmt: skip
+        await serve(host=args.host, port=args.port, policies=policies, tokens=tokens,
+                    connect=lambda: _connect(args))  # fmt: skip
+        return EXIT_OK
     if args.command == "token":
         from escalator.cli import token
 
