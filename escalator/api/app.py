@@ -14,7 +14,6 @@ Answers: an action answers with the update's result; a refusal 409
 404; no or a bad token 401; Temporal unreachable 503 with Retry-After.
 """
 
-
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
