@@ -12,7 +12,7 @@ import uuid
 import httpx
 import pytest
 import pytest_asyncio
-from support import RecordingNotifier, case_workers, free_port, seconds_policy
+from support import RecordingNotifier, case_workers, eventually, free_port, seconds_policy
 
 from escalator.adapters.settings import TemporalSettings
 from escalator.adapters.token_store import TokenStore
@@ -162,3 +162,25 @@ async def test_an_unreachable_temporal_is_a_503_with_retry_after(tmp_path):
     assert answer.status_code == 503 and answer.headers["Retry-After"] == "5"
     assert answer.json() == {"error": "Temporal cannot be reached; retry later"}
     tokens.close()
+
+
+async def test_lists_and_the_queue_show_only_the_tokens_account(api):
+    alice, mallory = api.token("alice"), api.token("mallory", account=f"other-{api.account}")
+    for case_id in ("api-q1", "api-q2"):
+        assert (await api.open(alice, case_id)).status_code == 201
+    assert (await api.open(mallory, "api-q3")).status_code == 201
+    await api.http.post("/v1/cases/api-q2/claim", headers=alice)
+
+    async def listed(path: str, who: dict) -> set[str]:
+        answer = await api.http.get(path, headers=who)
+        assert answer.status_code == 200, answer.text
+        return {row["case_id"] for row in answer.json()}
+
+    async def settled():
+        return await listed("/v1/queue", alice) == {"api-q1"} or None
+
+    await eventually(settled, within=10)
+    assert await listed("/v1/cases", alice) == {"api-q1", "api-q2"}
+    assert await listed("/v1/cases?status=claimed&assignee=alice", alice) == {"api-q2"}
+    assert await listed("/v1/cases", mallory) == {"api-q3"}
+    assert (await api.http.get("/v1/cases?tier=0", headers=alice)).status_code == 422

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from temporalio.client import WorkflowExecution
+
 from escalator.domain import search_attributes as search
 from escalator.domain.names import WORKFLOW_TYPE
 
@@ -20,6 +22,7 @@ def case_query(
     assignee: str | None = None,
     category: str | None = None,
     customer_tier: str | None = None,
+    account: str | None = None,
 ) -> str:
     clauses = [f"WorkflowType = {_quote(WORKFLOW_TYPE)}"]
     if status:
@@ -36,6 +39,8 @@ def case_query(
         clauses.append(f"{search.CASE_CATEGORY.name} = {_quote(category)}")
     if customer_tier:
         clauses.append(f"{search.CUSTOMER_TIER.name} = {_quote(customer_tier)}")
+    if account:
+        clauses.append(f"{search.CASE_ACCOUNT.name} = {_quote(account)}")
     return " AND ".join(clauses)
 
 
@@ -52,3 +57,24 @@ def open_case_query(*, account: str | None = None, team: str | None = None) -> s
     if team:
         clauses.append(f"{search.CASE_TEAM.name} = {_quote(team)}")
     return " AND ".join(clauses)
+
+
+def case_row(execution: WorkflowExecution) -> dict:
+    """A listed case as `escalator list --json` and `GET /v1/cases` show it."""
+    attributes = execution.typed_search_attributes
+    deadline = attributes.get(search.NEXT_DEADLINE)
+    return {
+        "case_id": execution.id.removeprefix("case-"),
+        "status": attributes.get(search.CASE_STATUS),
+        "tier": attributes.get(search.CASE_TIER),
+        "tier_name": attributes.get(search.CASE_TIER_NAME),
+        "team": attributes.get(search.CASE_TEAM),
+        "severity": attributes.get(search.CASE_SEVERITY),
+        "assignee": attributes.get(search.CASE_ASSIGNEE),
+        "category": attributes.get(search.CASE_CATEGORY),
+        "customer_tier": attributes.get(search.CUSTOMER_TIER),
+        "sla_breached": attributes.get(search.SLA_BREACHED),
+        "next_deadline": deadline.isoformat() if deadline else None,
+        "started": execution.start_time.isoformat() if execution.start_time else None,
+        "workflow_status": execution.status.name.lower() if execution.status else None,
+    }

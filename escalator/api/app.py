@@ -19,13 +19,15 @@ import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from temporalio.service import RPCError
 
 from escalator.adapters.temporal_client import TemporalUnavailable
 from escalator.adapters.token_store import TokenStore
+from escalator.adapters.visibility import case_query, case_row
 from escalator.domain.errors import EscalatorError, InvalidInput, describe_validation_error
 from escalator.domain.models import ActionResult, CaseInput, CaseStatus
 from escalator.domain.policy import Policy, Severity
@@ -95,6 +97,24 @@ class NewSeverity(_Body):
 
 class Nothing(_Body):
     pass
+
+
+class CaseRow(BaseModel):
+    """One case as visibility lists it (search attributes only: no case text)."""
+
+    case_id: str
+    status: str | None
+    tier: int | None
+    tier_name: str | None
+    team: str | None
+    severity: str | None
+    assignee: str | None
+    category: str | None
+    customer_tier: str | None
+    sla_breached: bool | None
+    next_deadline: str | None
+    started: str | None
+    workflow_status: str | None
 
 
 class Refusal(BaseModel):
@@ -200,6 +220,34 @@ def create_app(
         await cases.start_case(case)
         return await _visible(cases, case.case_id, grant)
 
+    @app.get("/v1/cases")
+    async def list_cases(
+        grant: who,
+        status: Literal["open", "claimed", "resolved"] | None = None,
+        tier: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        team: Annotated[str | None, Query(max_length=100)] = None,
+        severity: Severity | None = None,
+        assignee: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[CaseRow]:
+        """The account's cases from Temporal's visibility, newest first."""
+        query = case_query(status=status, tier=tier, team=team, severity=severity,
+                           assignee=assignee, account=grant.account)  # fmt: skip
+        return await _rows(await escalator(), query, limit)
+
+    @app.get("/v1/queue")
+    async def queue(
+        grant: who,
+        team: Annotated[str | None, Query(max_length=100)] = None,
+        tier: Annotated[int | None, Query(ge=1, le=1000)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 200,
+    ) -> list[CaseRow]:
+        """The account's unclaimed open cases, nearest deadline first."""
+        query = case_query(status="open", tier=tier, team=team, account=grant.account)
+        rows = await _rows(await escalator(), query, limit)
+        # Visibility cannot order by a custom attribute on SQLite: sort here.
+        return sorted(rows, key=lambda r: (r.next_deadline is None, r.next_deadline or ""))
+
     @app.get("/v1/cases/{case_id}", responses={404: {"model": Refusal}})
     async def case_status(case_id: str, grant: who) -> CaseStatus:
         return await _visible(await escalator(), case_id, grant)
@@ -242,6 +290,16 @@ async def _visible(cases: EscalatorClient, case_id: str, grant: TokenGrant) -> C
     if status.account != grant.account:
         raise CaseNotFound(f"case {case_id} does not exist; check the case id")
     return status
+
+
+async def _rows(cases: EscalatorClient, query: str, limit: int) -> list[CaseRow]:
+    rows: list[CaseRow] = []
+    try:
+        async for execution in cases.client.list_workflows(query, limit=limit):
+            rows.append(CaseRow.model_validate(case_row(execution)))
+    except RPCError as error:
+        raise TemporalUnavailable(f"visibility: {error.message}") from None
+    return rows
 
 
 async def _json_body(request: Request) -> dict[str, Any]:

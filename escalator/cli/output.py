@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from temporalio.client import WorkflowExecution
-
-from escalator.domain import search_attributes as search
+from escalator.adapters.visibility import case_row  # noqa: F401 (the CLI's rows)
 from escalator.domain.durations import format_duration
 from escalator.domain.models import CaseStatus
 from escalator.domain.terminal_text import terminal_safe
@@ -68,26 +66,6 @@ def render_status(status: CaseStatus, now: datetime | None = None) -> str:
 def _safe_lines(lines: list[str]) -> str:
     """One rendered line per item, joined: a newline inside an item is shown as `\\n`."""
     return "\n".join(terminal_safe(line) for line in lines)
-
-
-def case_row(execution: WorkflowExecution) -> dict:
-    attributes = execution.typed_search_attributes
-    deadline = attributes.get(search.NEXT_DEADLINE)
-    return {
-        "case_id": execution.id.removeprefix("case-"),
-        "status": attributes.get(search.CASE_STATUS),
-        "tier": attributes.get(search.CASE_TIER),
-        "tier_name": attributes.get(search.CASE_TIER_NAME),
-        "team": attributes.get(search.CASE_TEAM),
-        "severity": attributes.get(search.CASE_SEVERITY),
-        "assignee": attributes.get(search.CASE_ASSIGNEE),
-        "category": attributes.get(search.CASE_CATEGORY),
-        "customer_tier": attributes.get(search.CUSTOMER_TIER),
-        "sla_breached": attributes.get(search.SLA_BREACHED),
-        "next_deadline": deadline.isoformat() if deadline else None,
-        "started": execution.start_time.isoformat() if execution.start_time else None,
-        "workflow_status": execution.status.name.lower() if execution.status else None,
-    }
 
 
 def render_rows(rows: list[dict]) -> str:
