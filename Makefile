@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint format clean venv browser postgres bench bench-smoke
+.PHONY: run test test-unit lint format clean venv browser postgres promtool bench bench-smoke
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,17 @@ postgres:
 	      || echo "postgresql could not be installed; the Postgres ledger tests will be skipped"; \
 	  else echo "postgresql not installed (needs root + apt); the Postgres ledger tests will be skipped"; fi; }
 
+# The metrics test checks the worker's /metrics with promtool, from Debian's prometheus.
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's prometheus (promtool) for the metrics test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+	      || echo "prometheus could not be installed; the promtool check will be skipped"; \
+	  else echo "promtool not installed (needs root + apt); the promtool check will be skipped"; fi; }
+
 # Everything: the lint checks first, then every test (unit, Temporal, integration).
-test: lint browser postgres
+test: lint browser postgres promtool
 	$(BIN)/python -m pytest
 
 # The pure tests only: no Temporal server, no network (a socket connect fails the test);

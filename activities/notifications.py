@@ -14,12 +14,17 @@ classified:
   - `TransientDeliveryError` (retryable): the other side may say yes later, e.g.
     SMTP 4xx, HTTP 5xx/408/429, refused connections and timeouts.
 
+Each attempt's outcome is counted in escalator_deliveries_total{channel, outcome}
+(channel email|webhook, outcome sent|failed_transient|failed_permanent), through
+activity.metric_meter(): served by the worker with ESCALATOR_METRICS_ADDRESS set.
+
 Error messages end up in the case timeline, so they say what failed in one line and
 never contain the SMTP password or a webhook's path or query (which often hold tokens).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -59,11 +64,11 @@ class NotificationActivities:
 
     @activity.defn(name=SEND_EMAIL)
     async def send_email(self, notification: Notification) -> DeliveryReceipt:
-        return await _send_email(notification, self.settings.smtp)
+        return await _counted("email", _send_email(notification, self.settings.smtp))
 
     @activity.defn(name=POST_WEBHOOK)
     async def post_webhook(self, notification: Notification) -> DeliveryReceipt:
-        return await _post_webhook(notification)
+        return await _counted("webhook", _post_webhook(notification))
 
 
 @activity.defn(name=SEND_EMAIL)
@@ -74,16 +79,44 @@ async def send_email(notification: Notification) -> DeliveryReceipt:
     except InvalidInput as error:
         # A worker misconfiguration, not the message's fault: stay retryable so the
         # mail goes out once the worker restarts with a fixed environment.
+        _count_delivery("email", "failed_transient")
         raise ApplicationError(f"email {notification.message_id}: {error}", type=CONFIG) from None
-    return await NotificationActivities(EscalatorSettings.defaults(smtp=smtp)).send_email(
-        notification
-    )
+    return await _counted("email", _send_email(notification, smtp))
 
 
 @activity.defn(name=POST_WEBHOOK)
 async def post_webhook(notification: Notification) -> DeliveryReceipt:
     """`post_webhook` (it reads no settings)."""
-    return await _post_webhook(notification)
+    return await _counted("webhook", _post_webhook(notification))
+
+
+# -- metrics ------------------------------------------------------------------------
+
+
+async def _counted(channel: str, attempt: Awaitable[DeliveryReceipt]) -> DeliveryReceipt:
+    """The attempt, its outcome counted: sent, or failed as it will be retried
+    (transient) or not (permanent). A cancelled attempt (worker shutdown) is no outcome."""
+    try:
+        receipt = await attempt
+    except ApplicationError as error:
+        permanent = error.type == PERMANENT or error.non_retryable
+        _count_delivery(channel, "failed_permanent" if permanent else "failed_transient")
+        raise
+    except Exception:
+        _count_delivery(channel, "failed_transient")  # the SDK retries any other error
+        raise
+    _count_delivery(channel, "sent")
+    return receipt
+
+
+def _count_delivery(channel: str, outcome: str) -> None:
+    # Labels are the channel and the outcome only: never an address, a URL or a case.
+    if not activity.in_activity():
+        return  # called directly (tests, scripts): there is no meter
+    counter = activity.metric_meter().create_counter(
+        "escalator_deliveries", "Delivery attempts, by channel and outcome."
+    )
+    counter.add(1, {"channel": channel, "outcome": outcome})
 
 
 # -- email ------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
         "ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT": "0",
         "ESCALATOR_STICKY_TIMEOUT": "3",
         "ESCALATOR_WORKFLOW_SANDBOX": "ON",
+        "ESCALATOR_METRICS_ADDRESS": " 0.0.0.0:9100 ",
         "ESCALATOR_LEDGER_URL": "postgresql://ledger:pw@db.example.com/escalator_ledger",
     }
     assert set(values) == set(EscalatorSettings.env_names()) - {"TEMPORAL_TLS"}
@@ -145,6 +146,7 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
             graceful_shutdown_timeout=timedelta(0),
             sticky_timeout=timedelta(seconds=3),
             workflow_sandbox=True,
+            metrics_address="0.0.0.0:9100",
         )
         assert settings.ledger.url.get_secret_value() == values["ESCALATOR_LEDGER_URL"]
         assert "pw" not in repr(settings.ledger)
@@ -195,6 +197,10 @@ def test_the_cli_can_override_the_temporal_group(no_config_file):
         ("ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT", "inf", "seconds from 0 to 3600"),
         ("ESCALATOR_STICKY_TIMEOUT", "10s", "more than 0 and at most 3600"),
         ("ESCALATOR_WORKFLOW_SANDBOX", "maybe", "must be on or off"),
+        ("ESCALATOR_METRICS_ADDRESS", "localhost:9464", "must be host:port with an IP address"),
+        ("ESCALATOR_METRICS_ADDRESS", "127.0.0.1:0", "must be host:port with an IP address"),
+        ("ESCALATOR_METRICS_ADDRESS", "::1:9464", "must be host:port with an IP address"),
+        ("ESCALATOR_METRICS_ADDRESS", "9464/metrics", "must be host:port with an IP address"),
     ],
 )
 def test_a_bad_value_is_a_one_line_error_naming_the_variable(
@@ -209,6 +215,22 @@ def test_a_bad_value_is_a_one_line_error_naming_the_variable(
         text = str(error)
         assert text.startswith(variable) and message in text, text
         assert repr(value) in text and "\n" not in text
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("9464", "127.0.0.1:9464"),  # a bare port is on loopback
+        (":9464", "127.0.0.1:9464"),
+        ("127.0.0.1:9464", "127.0.0.1:9464"),
+        ("0.0.0.0:80", "0.0.0.0:80"),
+        ("[::1]:09464", "[::1]:9464"),
+    ],
+)
+def test_metrics_are_off_by_default_and_on_loopback_unless_told(value, address, no_config_file):
+    assert EscalatorSettings.from_env(no_config_file).worker.metrics_address is None
+    env = {**no_config_file, "ESCALATOR_METRICS_ADDRESS": value}
+    assert EscalatorSettings.from_env(env).worker.metrics_address == address
 
 
 def test_a_bad_value_given_in_code_is_refused_too():

@@ -11,7 +11,9 @@ read that first. This module only gives it durability:
 - the messages, declared from the engine's table of actions: each is a signal
   (fire-and-forget) and an update (answers the caller), and every payload is
   decoded here so a malformed one is a one-line refusal, never a stuck case;
-- continue-as-new, which carries the case's state into a fresh history.
+- continue-as-new, which carries the case's state into a fresh history;
+- the business metrics (`_CaseMetrics`), through the replay-safe
+  workflow.metric_meter(): they add no commands, and a replay counts nothing.
 
 Notifications and the assessment never hold the case up: an SMTP or model outage
 delays mail, never an escalation. Model calls run on their own task queue
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RawValue, RetryPolicy, SearchAttributeKey
+from temporalio.common import MetricMeter, RawValue, RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
@@ -41,10 +43,11 @@ with workflow.unsafe.imports_passed_through():
     from escalator.domain import briefing, case_view, limits, patches
     from escalator.domain import case as engine
     from escalator.domain import search_attributes as search
-    from escalator.domain.ledger import LedgerBatch, LedgerReceipt
+    from escalator.domain.ledger import LedgerBatch, LedgerEvent, LedgerReceipt
     from escalator.domain.models import (
         ActionResult,
         CaseOutcome,
+        CaseState,
         CaseStatus,
         DeliveryReceipt,
         DraftInput,
@@ -170,6 +173,7 @@ class EscalationWorkflow:
         self._assessment_task: asyncio.Task | None = None  # the newest one
         self._assessment_generation = 0  # bumped when the running one is superseded
         self._send_budget = SendBudget()  # activity input one workflow task may carry
+        self._metrics: _CaseMetrics | None = None  # made when first counted
 
     # -- the run loop -------------------------------------------------------------
 
@@ -250,7 +254,11 @@ class EscalationWorkflow:
                 pass
         # The deadline's time has come, whatever workflow.now() says.
         self._clock_floor = max(self._clock_floor or at, at)
+        tier_level = self._state.tier_level
         self._apply(engine.deadline_fired(self._state, self._case, due, self._now()))
+        if due.target is not None and due.target.kind == "breach":
+            # Every breach target breaches (escalating, or on the final tier, recording it).
+            self._case_metrics().breached(tier_level, due.target.clock)
 
     async def _wait_for_reopen(self) -> bool:
         """After a resolve: wait out the policy's reopen window. True if reopened."""
@@ -273,7 +281,7 @@ class EscalationWorkflow:
 
     def _apply(self, step: engine.Step) -> str:
         """Take the step's state, and carry out its effects in order."""
-        self._state = step.state
+        before, self._state = self._state, step.state
         self._changes += step.rearm
         recorded = False
         for effect in step.effects:
@@ -288,11 +296,29 @@ class EscalationWorkflow:
             else:
                 recorded = True
                 self._ledger_pending.append(effect.entry)
+                self._count(before, effect.entry)
         if recorded:  # keeps the Web UI's briefing current
             workflow.set_current_details(briefing.render_briefing(self.status()))
         if len(self._ledger_pending) >= limits.LEDGER_BATCH_EVENTS:
             self._send_to_ledger(with_facts=False)  # a busy case does not wait to resolve
         return step.answer
+
+    # -- business metrics ---------------------------------------------------------
+
+    def _case_metrics(self) -> _CaseMetrics:
+        if self._metrics is None:
+            self._metrics = _CaseMetrics(workflow.metric_meter())
+        return self._metrics
+
+    def _count(self, before: CaseState, entry: LedgerEvent) -> None:
+        """Count what this timeline entry means for the metrics (breaches are counted
+        where the deadline fires, which knows the clock)."""
+        if entry.kind == "escalated" and entry.from_level is not None and entry.reason:
+            self._case_metrics().escalated(entry.from_level, entry.tier_level, entry.reason)
+        elif entry.kind == "claimed":
+            # SLA time (business hours, holds excluded) of this tier stay at the claim.
+            waited = case_view.consumed_at(before, self._case, entry.at)
+            self._case_metrics().claimed(entry.tier_level, waited)
 
     async def _deliver(self, effect: engine.Deliver) -> None:
         notice = effect.notification
@@ -580,6 +606,48 @@ class EscalationWorkflow:
         now = workflow.now()
         floor = self._clock_floor
         return now if floor is None or now >= floor else floor
+
+
+class _CaseMetrics:
+    """Escalator's business metrics for one case. The labels are tiers ("L2"), move
+    reasons (sla, manual, severity) and SLA clocks only: never a case id, a title, a
+    user or free text. The SDK adds namespace, task_queue and workflow_type.
+
+    The meter is workflow.metric_meter(), which records nothing while replaying; a
+    Prometheus runtime (escalator/runtime/worker.py) appends _total to counters."""
+
+    def __init__(self, meter: MetricMeter) -> None:
+        self._escalations = meter.create_counter(
+            "escalator_escalations", "Cases moved up a tier, by tiers and reason."
+        )
+        self._breaches = meter.create_counter(
+            "escalator_sla_breaches", "SLA targets breached, by tier and clock."
+        )
+        self._claims = meter.create_counter("escalator_claims", "Claims, by tier.")
+        self._time_to_claim = meter.create_histogram_timedelta(
+            TIME_TO_CLAIM_METRIC,
+            "SLA time (business hours, holds excluded) from entering a tier to a claim there.",
+        )
+
+    def escalated(self, from_level: int, to_level: int, reason: str) -> None:
+        self._escalations.add(
+            1, {"from_tier": _tier(from_level), "to_tier": _tier(to_level), "reason": reason}
+        )
+
+    def breached(self, level: int, clock: str) -> None:
+        self._breaches.add(1, {"tier": _tier(level), "clock": clock})
+
+    def claimed(self, level: int, waited: timedelta) -> None:
+        self._claims.add(1, {"tier": _tier(level)})
+        self._time_to_claim.record(waited, {"tier": _tier(level)})
+
+
+# Its buckets (seconds) are set where the Prometheus runtime is made.
+TIME_TO_CLAIM_METRIC = "escalator_time_to_claim_seconds"
+
+
+def _tier(level: int) -> str:
+    return f"L{level}"
 
 
 def _cause_of(error: ActivityError) -> str:

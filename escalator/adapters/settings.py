@@ -15,7 +15,7 @@
     ESCALATOR_AI_TIMEOUT. With no key the AI activities answer offline.
   - `worker` (`WorkerSettings`): ESCALATOR_MAX_CACHED_WORKFLOWS, ESCALATOR_AI_CONCURRENCY,
     ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT, ESCALATOR_STICKY_TIMEOUT,
-    ESCALATOR_WORKFLOW_SANDBOX.
+    ESCALATOR_WORKFLOW_SANDBOX, ESCALATOR_METRICS_ADDRESS.
 
 Every variable keeps the name it had before this model existed. Empty values count as
 unset (`SMTP_USERNAME=` in a .env file means "no auth"), and surrounding spaces are
@@ -34,6 +34,7 @@ so the precedence of variables, profiles and defaults is stated once.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from collections.abc import Mapping
@@ -104,6 +105,9 @@ DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT = timedelta(seconds=30)
 # ESCALATOR_STICKY_TIMEOUT overrides, e.g. 3 where few deadlines ever coincide.
 DEFAULT_STICKY_TIMEOUT = timedelta(seconds=10)
 MAX_SECONDS = 3600
+# Where the worker serves Prometheus metrics (/metrics): nowhere unless
+# ESCALATOR_METRICS_ADDRESS is set, and on loopback unless it names another address.
+METRICS_DEFAULT_HOST = "127.0.0.1"
 
 
 # -- shared machinery ----------------------------------------------------------------------
@@ -404,6 +408,8 @@ class WorkerSettings(_Group):
     )
     sticky_timeout: timedelta = _env(DEFAULT_STICKY_TIMEOUT, "ESCALATOR_STICKY_TIMEOUT")
     workflow_sandbox: bool = _env(PRODUCTION_SANDBOX_DEFAULT, "ESCALATOR_WORKFLOW_SANDBOX")
+    # host:port (an IP address, [v6] in brackets); "9464" or ":9464" is 127.0.0.1:9464.
+    metrics_address: str | None = _env(None, "ESCALATOR_METRICS_ADDRESS")
 
     @field_validator("max_cached_workflows", "ai_concurrency", mode="before")
     @classmethod
@@ -436,6 +442,40 @@ class WorkerSettings(_Group):
         if value not in ("on", "off"):
             raise _EnvValueError(f"ESCALATOR_WORKFLOW_SANDBOX={value!r}: must be on or off")
         return value == "on"
+
+    @field_validator("metrics_address", mode="before")
+    @classmethod
+    def _metrics_address(cls, raw: Any) -> Any:
+        return metrics_bind_address(raw) if isinstance(raw, str) else raw
+
+
+def metrics_bind_address(raw: str) -> str:
+    """`host:port` for PrometheusConfig(bind_address=...), from ESCALATOR_METRICS_ADDRESS:
+    "127.0.0.1:9464", "[::1]:9464", or a bare port ("9464", ":9464") on 127.0.0.1."""
+    value = raw.strip()
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = "", value
+    host = host or METRICS_DEFAULT_HOST
+    literal = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ip = ipaddress.ip_address(literal)
+    except ValueError:
+        ip = None
+    bracketed = host != literal
+    ok = (
+        ip is not None
+        and bracketed == (ip.version == 6)
+        and port.isdigit()
+        and 1 <= int(port) <= 65535
+    )
+    if not ok:
+        raise _EnvValueError(
+            f"ESCALATOR_METRICS_ADDRESS={raw!r}: must be host:port with an IP address "
+            "(e.g. 127.0.0.1:9464, [::1]:9464) or a port (9464); unset it to serve no metrics"
+        )
+    shown = f"[{ip}]" if bracketed else str(ip)
+    return f"{shown}:{int(port)}"
 
 
 DEFAULT_LEDGER_URL = "sqlite:///.data/ledger.db"  # under the data directory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
 from escalator.adapters.codec import data_converter
 from escalator.adapters.settings import TemporalSettings
@@ -13,10 +14,13 @@ class TemporalUnavailable(EscalatorError):
     """The Temporal service could not be reached."""
 
 
-async def connect(settings: TemporalSettings | None = None) -> Client:
+async def connect(
+    settings: TemporalSettings | None = None, *, runtime: Runtime | None = None
+) -> Client:
     """A client for `settings` (default: TemporalSettings.from_env()): the address,
     namespace, API key, TLS or mTLS and gRPC metadata of the envconfig profile, with
-    TEMPORAL_ADDRESS and friends on top."""
+    TEMPORAL_ADDRESS and friends on top. `runtime` (default: the SDK's) is the one
+    workers on this client report their metrics to (escalator/runtime/worker.py)."""
     settings = settings or TemporalSettings.from_env()
     converter = data_converter()  # a bad ESCALATOR_ENCRYPTION_KEY fails here, before I/O
     try:
@@ -30,6 +34,7 @@ async def connect(settings: TemporalSettings | None = None) -> Client:
             # (datetimes, timedeltas, tuples) round-trip exactly; with
             # ESCALATOR_ENCRYPTION_KEY set, payloads are AES-GCM encrypted too.
             data_converter=converter,
+            runtime=runtime,
         )
     except RuntimeError as error:
         raise TemporalUnavailable(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
-from escalator.adapters.settings import DEFAULT_TASK_QUEUE
+from escalator.adapters.settings import DEFAULT_TASK_QUEUE, WorkerSettings
 from escalator.devstack import processes
 from escalator.devstack.binaries import find_binary
 from escalator.devstack.mail_catcher import MailCatcher, require_devstack
@@ -223,6 +223,9 @@ class Stack:
         else:
             mail = "no catcher (--no-mail); worker uses SMTP_HOST/SMTP_PORT"
         logs = f"{self.data_dir / 'temporal.log'}, {self.data_dir / 'worker.log'}"
+        metrics = _metrics_address()
+        # The worker inherits our environment, so it serves them where this says.
+        metrics_lines = [f"  Metrics    http://{metrics}/metrics"] if metrics else []
         self.announce(
             "\n".join(
                 [
@@ -232,6 +235,7 @@ class Stack:
                     f"  Web UI     {options.ui_url}",
                     f"  Mail       {mail}",
                     f"  Worker     task queue {options.task_queue!r}",
+                    *metrics_lines,
                     f"  Logs       {logs}",
                     "",
                     "Next, in another terminal:",
@@ -255,6 +259,14 @@ def _worker_stop_grace() -> float:
     except EscalatorError:
         drain = 0.0  # the worker refused to start on it, so there is nothing to drain
     return drain + STOP_GRACE_SECONDS
+
+
+def _metrics_address() -> str | None:
+    """Where the worker serves /metrics (ESCALATOR_METRICS_ADDRESS), or None: off."""
+    try:
+        return WorkerSettings.from_env().metrics_address
+    except EscalatorError:
+        return None  # the worker refuses to start on it, and says why in its log
 
 
 def _last_line(path: Path) -> str:

@@ -8,6 +8,9 @@ One process runs two Temporal workers, each with its own slots:
 
 A model that hangs therefore holds AI slots only, never the ones mail needs.
 
+With ESCALATOR_METRICS_ADDRESS set, the process serves Prometheus metrics on it
+(http://ADDRESS/metrics): the SDK's own and Escalator's (docs in `metrics_runtime`).
+
 On SIGTERM or SIGINT both stop polling at once and drain together: mail and model
 calls in flight get up to `ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT` seconds to finish
 (and report), so a deploy or a Ctrl-C neither cuts a send short nor sends it twice.
@@ -27,6 +30,7 @@ from typing import Any
 
 from temporalio import activity
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities import activities_for, close_clients
@@ -42,7 +46,8 @@ from escalator.adapters.settings import (
 )
 from escalator.adapters.temporal_client import connect
 from escalator.domain.assessment import AI_ACTIVITIES, ai_task_queue
-from workflows.escalation import EscalationWorkflow
+from escalator.domain.errors import InvalidInput
+from workflows.escalation import TIME_TO_CLAIM_METRIC, EscalationWorkflow
 
 log = logging.getLogger("escalator.worker")
 
@@ -56,6 +61,7 @@ __all__ = [
     "build_workers",
     "cache_workflow_bytecode",
     "graceful_shutdown_timeout",
+    "metrics_runtime",
     "options_from_env",
     "options_from_settings",
     "run_worker",
@@ -169,6 +175,45 @@ def graceful_shutdown_timeout(environ: Mapping[str, str] = os.environ) -> timede
     return WorkerSettings.from_env(only).graceful_shutdown_timeout
 
 
+# One SDK runtime per metrics address for the whole process: its Prometheus server
+# binds the port once, and every client and worker made from it reports there.
+_RUNTIMES: dict[str, Runtime] = {}
+# Seconds: from a minute to a business day, where first-response targets lie.
+TIME_TO_CLAIM_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800)
+
+
+def metrics_runtime(address: str) -> Runtime:
+    """The SDK runtime serving Prometheus metrics on `address` (host:port), created
+    once per process.
+
+    It exposes the SDK's worker metrics (temporal_*) and Escalator's own: the case
+    workflow's escalator_escalations_total{from_tier,to_tier,reason},
+    escalator_sla_breaches_total{tier,clock}, escalator_claims_total{tier} and
+    escalator_time_to_claim_seconds (from entering a tier to a claim there), recorded
+    through the replay-safe workflow.metric_meter() so a replay counts nothing; and the
+    delivery activities' escalator_deliveries_total{channel,outcome}. No label holds a
+    case id, a title, a user or any free text."""
+    runtime = _RUNTIMES.get(address)
+    if runtime is None:
+        config = PrometheusConfig(
+            bind_address=address,
+            # `promtool check metrics` expects counters to end in _total and durations
+            # in seconds (the SDK's default is integer milliseconds).
+            counters_total_suffix=True,
+            durations_as_seconds=True,
+            histogram_bucket_overrides={TIME_TO_CLAIM_METRIC: TIME_TO_CLAIM_BUCKETS},
+        )
+        try:
+            runtime = Runtime(telemetry=TelemetryConfig(metrics=config))
+        except Exception as error:  # the bridge reports a busy port as a plain error
+            raise InvalidInput(
+                f"ESCALATOR_METRICS_ADDRESS={address}: cannot serve metrics there "
+                f"({' '.join(str(error).split())[:200]}); choose another port or unset it"
+            ) from None
+        _RUNTIMES[address] = runtime
+    return runtime
+
+
 async def run_worker(settings: EscalatorSettings | TemporalSettings | None = None) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop.
 
@@ -182,7 +227,9 @@ async def run_worker(settings: EscalatorSettings | TemporalSettings | None = Non
     # deliveries that retry for a day.
     options = options_from_settings(settings.worker)
     cache_workflow_bytecode(options)
-    client = await connect(settings.temporal)
+    metrics = settings.worker.metrics_address
+    runtime = metrics_runtime(metrics) if metrics else None
+    client = await connect(settings.temporal, runtime=runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -197,6 +244,8 @@ async def run_worker(settings: EscalatorSettings | TemporalSettings | None = Non
         settings.smtp,
         "offline (no ANTHROPIC_API_KEY)" if settings.ai.offline else settings.ai.model,
     )
+    if metrics:
+        log.info("metrics on http://%s/metrics", metrics)
     try:
         async with running(workers):
             await stop.wait()
