@@ -421,7 +421,8 @@ CLI_CASES = [
     CliCase("unknown-subcommand", "`escalator frobnicate`", ("frobnicate",),
             "escalator: argument command: invalid choice: 'frobnicate' (choose from 'up', 'worker', 'keygen', "
             "'codec-server', 'start', 'claim', 'resolve', 'escalate', 'note', 'hold', 'resume', 'deescalate', "
-            "'severity', 'reopen', 'draft', 'status', 'queue', 'list') (see `escalator --help`)"),
+            "'severity', 'reopen', 'draft', 'status', 'queue', 'report', 'ledger', 'api', 'token', "
+            "'list') (see `escalator --help`)"),
     CliCase("severity-P9", "`escalator severity 123 --user a P9`", ("severity", "123", "--user", "a", "P9"),
             "escalator: severity: 'P9' is not one of P0, P1, P2, P3, P4"),
     CliCase("list-bad-status", "`escalator list --status pending`", ("list", "--status", "pending"),
