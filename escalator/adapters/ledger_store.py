@@ -153,21 +153,36 @@ def _check_schema(engine: Engine, schema: MetaData) -> None:
             )
 
 
-class LedgerStore:
-    """Idempotent writes and plain reads of the ledger. Thread-safe: activities call
-    it from worker threads."""
+class Database:
+    """A database reached through `url`, with `schema` created on first use (so a
+    worker starts without it). Thread-safe: activities call it from worker threads."""
 
-    def __init__(self, url: str = DEFAULT_LEDGER_URL) -> None:
+    schema: MetaData = metadata
+
+    def __init__(self, url: str) -> None:
         self.url = url
         self._engine: Engine | None = None
         self._lock = threading.Lock()
 
     @property
     def engine(self) -> Engine:
-        with self._lock:  # created on first use, so a worker starts without its database
+        with self._lock:
             if self._engine is None:
-                self._engine = engine_for(self.url)
+                self._engine = engine_for(self.url, self.schema)
             return self._engine
+
+    def close(self) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
+
+
+class LedgerStore(Database):
+    """Idempotent writes and plain reads of the ledger."""
+
+    def __init__(self, url: str = DEFAULT_LEDGER_URL) -> None:
+        super().__init__(url)
 
     def write(self, batch: LedgerBatch) -> LedgerReceipt:
         """Write the batch in one transaction: new events, and the fact row if given."""
@@ -213,7 +228,7 @@ class LedgerStore:
         with self.engine.connect() as connection:
             for row in connection.execute(query).mappings():
                 fields = {k: v for k, v in row.items() if k != "written_at"}
-                found[row["case_id"]] = LedgerCase.model_validate(_aware(fields))
+                found[row["case_id"]] = LedgerCase.model_validate(aware(fields))
             timelines: dict[str, list[LedgerEvent]] = {case_id: [] for case_id in found}
             ids = list(found)
             # In chunks: a database takes only so many parameters in one statement.
@@ -225,13 +240,13 @@ class LedgerStore:
                     .order_by(events.c.case_id, events.c.seq)
                 )
                 for row in rows:
-                    timelines[row.case_id].append(LedgerEvent.model_validate(_aware(row)))
+                    timelines[row.case_id].append(LedgerEvent.model_validate(aware(row)))
         return [CaseHistory(facts=found[i], events=tuple(timelines[i])) for i in ids]
 
     def events_of(self, case_id: str) -> list[LedgerEvent]:
         query = select(events).where(events.c.case_id == case_id).order_by(events.c.seq)
         with self.engine.connect() as connection:
-            return [LedgerEvent.model_validate(_aware(row)) for row in connection.execute(query)]
+            return [LedgerEvent.model_validate(aware(row)) for row in connection.execute(query)]
 
     def case(self, case_id: str) -> LedgerCase | None:
         query = select(cases).where(cases.c.case_id == case_id)
@@ -240,7 +255,7 @@ class LedgerStore:
         if row is None:
             return None
         fields = {k: v for k, v in row.items() if k != "written_at"}
-        return LedgerCase.model_validate(_aware(fields))
+        return LedgerCase.model_validate(aware(fields))
 
     def counts(self) -> dict[str, int]:
         """Rows per table: what the tests and `escalator ledger status` show."""
@@ -249,12 +264,6 @@ class LedgerStore:
                 table.name: connection.execute(select(func.count()).select_from(table)).scalar_one()
                 for table in (events, cases)
             }
-
-    def close(self) -> None:
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
 
 
 def _event_row(event: LedgerEvent) -> dict[str, Any]:
@@ -269,7 +278,7 @@ def _case_row(case: LedgerCase) -> dict[str, Any]:
     return row
 
 
-def _aware(row: Any) -> dict[str, Any]:
+def aware(row: Any) -> dict[str, Any]:
     """SQLite hands back naive datetimes; every time in the ledger is UTC."""
     mapping: Iterable[tuple[str, Any]] = (row._mapping if hasattr(row, "_mapping") else row).items()
     return {

@@ -8,14 +8,13 @@ shown once, when it is made, and never again.
 from __future__ import annotations
 
 import secrets
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Engine, MetaData, String, Table, select, update
+from sqlalchemy import JSON, Column, DateTime, MetaData, String, Table, select, update
 
-from escalator.adapters.ledger_store import engine_for
+from escalator.adapters.ledger_store import Database, aware
 from escalator.domain.tokens import (
     TokenGrant,
     TokenRecord,
@@ -25,10 +24,10 @@ from escalator.domain.tokens import (
     verify,
 )
 
-schema = MetaData()
+token_schema = MetaData()
 tokens = Table(
     "api_tokens",
-    schema,
+    token_schema,
     Column("token_id", String(12), primary_key=True),
     Column("secret_sha256", String(64), nullable=False),
     Column("grant", JSON, nullable=False),
@@ -48,18 +47,8 @@ def token_store_url(data_dir: Path, ledger_url: str) -> str:
     return f"sqlite:///{data_dir.resolve()}/tokens.db"
 
 
-class TokenStore:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._engine: Engine | None = None
-        self._lock = threading.Lock()
-
-    @property
-    def engine(self) -> Engine:
-        with self._lock:
-            if self._engine is None:
-                self._engine = engine_for(self.url, schema)
-            return self._engine
+class TokenStore(Database):
+    schema = token_schema
 
     def create(
         self, grant: TokenGrant, *, expires_in: timedelta | None = None, now: datetime | None = None
@@ -108,12 +97,6 @@ class TokenStore:
             )
         return verify(_record(row) if row else None, secret, now or datetime.now(UTC))
 
-    def close(self) -> None:
-        with self._lock:
-            if self._engine is not None:
-                self._engine.dispose()
-                self._engine = None
-
 
 def _row(record: TokenRecord) -> dict[str, Any]:
     row = record.model_dump(exclude={"grant"})
@@ -122,9 +105,4 @@ def _row(record: TokenRecord) -> dict[str, Any]:
 
 
 def _record(row: Any) -> TokenRecord:
-    fields = dict(row)
-    for key in ("created_at", "expires_at", "revoked_at"):
-        value = fields.get(key)
-        if isinstance(value, datetime) and value.tzinfo is None:
-            fields[key] = value.replace(tzinfo=UTC)  # SQLite hands back naive UTC
-    return TokenRecord.model_validate(fields)
+    return TokenRecord.model_validate(aware(row))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from temporalio.client import WorkflowExecution
 
 from escalator.domain import search_attributes as search
@@ -41,6 +43,18 @@ def case_query(
         clauses.append(f"{search.CUSTOMER_TIER.name} = {_quote(customer_tier)}")
     if account:
         clauses.append(f"{search.CASE_ACCOUNT.name} = {_quote(account)}")
+    return " AND ".join(clauses)
+
+
+def closed_case_query(*, account: str | None = None, closed_since: datetime | None = None) -> str:
+    """Every closed run of every case (completed, continued as new, terminated...):
+    what `escalator ledger backfill` reads."""
+    clauses = [f"WorkflowType = {_quote(WORKFLOW_TYPE)}", "ExecutionStatus != 'Running'"]
+    if account:
+        clauses.append(f"{search.CASE_ACCOUNT.name} = {_quote(account)}")
+    if closed_since is not None:
+        stamp = closed_since.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        clauses.append(f"CloseTime >= {_quote(stamp)}")
     return " AND ".join(clauses)
 
 

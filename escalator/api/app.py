@@ -16,6 +16,7 @@ Answers: an action answers with the update's result; a refusal 409
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
@@ -307,8 +308,6 @@ async def _json_body(request: Request) -> dict[str, Any]:
     if not text.strip():
         return {}
     try:
-        import json
-
         value = json.loads(text)
     except ValueError:
         raise InvalidInput("body: not JSON; send a JSON object") from None

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 from datetime import UTC, datetime
 
-from escalator.domain.errors import InvalidInput
 from escalator.domain.terminal_text import terminal_safe
 
 
@@ -46,21 +45,12 @@ async def run(args: argparse.Namespace, connect) -> int:
 
 
 async def _backfill(args: argparse.Namespace, connect, store) -> int:
-    from escalator.adapters.visibility import _quote
-    from escalator.domain import search_attributes as search
-    from escalator.domain.durations import parse_duration
-    from escalator.runtime.backfill import CLOSED_CASES, backfill
+    from escalator.adapters.visibility import closed_case_query
+    from escalator.cli.flags import duration_flag
+    from escalator.runtime.backfill import backfill
 
-    query = CLOSED_CASES
-    if args.account:
-        query += f" AND {search.CASE_ACCOUNT.name} = {_quote(args.account)}"
-    if args.since:
-        try:
-            since = parse_duration(args.since)
-        except ValueError as error:
-            raise InvalidInput(f"--since: {error}") from None
-        start = (datetime.now(UTC) - since).isoformat().replace("+00:00", "Z")
-        query += f" AND CloseTime >= '{start}'"
+    since = datetime.now(UTC) - duration_flag("--since", args.since) if args.since else None
+    query = closed_case_query(account=args.account, closed_since=since)
     escalator = await connect(args)
     result = await backfill(
         escalator.client, store, query=query, progress=lambda line: print(terminal_safe(line))

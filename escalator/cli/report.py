@@ -53,12 +53,9 @@ def period(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime]
         if end <= start:
             raise InvalidInput("--to: must not be before --from")
         return start, end
-    from escalator.domain.durations import parse_duration
+    from escalator.cli.flags import duration_flag
 
-    try:
-        since = parse_duration(args.since or "30d")
-    except ValueError as error:
-        raise InvalidInput(f"--since: {error}") from None
+    since = duration_flag("--since", args.since or "30d")
     if since <= timedelta(0):
         raise InvalidInput("--since: must be longer than zero, e.g. 30d")
     return now - since, now

@@ -66,12 +66,9 @@ async def run(args: argparse.Namespace) -> int:
     if args.token_command == "create":  # every flag checked before the store is opened
         grant = _grant(args)
         if args.expires:
-            from escalator.domain.durations import parse_duration
+            from escalator.cli.flags import duration_flag
 
-            try:
-                expires = parse_duration(args.expires)
-            except ValueError as error:
-                raise InvalidInput(f"--expires: {error}") from None
+            expires = duration_flag("--expires", args.expires)
     ledger_url = LedgerSettings.from_env().url.get_secret_value()
     store = TokenStore(token_store_url(args.data_dir, ledger_url))
     try:

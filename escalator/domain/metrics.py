@@ -158,7 +158,6 @@ class Life:
     stays: list[Stay] = field(default_factory=list)
     holds: list[tuple[datetime, datetime]] = field(default_factory=list)
     escalations: list[LedgerEvent] = field(default_factory=list)  # upward moves
-    first_actions: list[timedelta] = field(default_factory=list)
     first_action_spans: list[tuple[datetime, datetime, int]] = field(default_factory=list)
 
     @property
@@ -209,7 +208,6 @@ def rebuild(history: CaseHistory) -> Life:
     for event in history.events:
         kind = event.kind
         if claim is not None and event.actor == claim.actor and kind in FIRST_ACTIONS:
-            life.first_actions.append(event.at - claim.at)
             life.first_action_spans.append((claim.at, event.at, claim.tier_level))
             claim = None
         if kind in ("created", "reopened"):

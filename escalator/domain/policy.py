@@ -218,6 +218,26 @@ class TierOverride(_Strict):
     description: str | None = None
 
 
+def _check_overrides(
+    field: str, key: str, overrides: tuple[SeverityOverride | TierOverride, ...], levels: list[int]
+) -> None:
+    """Each override routes to a tier that exists, and names its `key` value once."""
+    seen: set[str] = set()
+    for index, override in enumerate(overrides):
+        where, value = f"{field}[{index}]", getattr(override, key)
+        if override.route_to not in levels:
+            raise FieldValueError(
+                f"{where}.route_to: level {override.route_to} is not a tier "
+                f"(levels: {', '.join(map(str, levels))})",
+                at=(field, index, "route_to"),
+            )
+        if value in seen:
+            raise FieldValueError(
+                f"{where}.{key}: {value} is overridden twice", at=(field, index, key)
+            )
+        seen.add(value)
+
+
 def _thresholds(value: object) -> object:
     # `warn_at: 0.75` and `warn_at: [0.5, 0.75, 0.9]` are both accepted.
     return (value,) if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -296,36 +316,8 @@ class Policy(_Strict):
     @model_validator(mode="after")
     def _overrides_point_at_tiers(self) -> Policy:
         levels = [t.level for t in self.tiers]
-        seen: set[str] = set()
-        for index, override in enumerate(self.severity_overrides):
-            where = f"severity_overrides[{index}]"
-            if override.route_to not in levels:
-                raise FieldValueError(
-                    f"{where}.route_to: level {override.route_to} is not a tier "
-                    f"(levels: {', '.join(map(str, levels))})",
-                    at=("severity_overrides", index, "route_to"),
-                )
-            if override.severity in seen:
-                raise FieldValueError(
-                    f"{where}.severity: {override.severity} is overridden twice",
-                    at=("severity_overrides", index, "severity"),
-                )
-            seen.add(override.severity)
-        customer_tiers: set[str] = set()
-        for index, tier_override in enumerate(self.tier_overrides):
-            where = f"tier_overrides[{index}]"
-            if tier_override.route_to not in levels:
-                raise FieldValueError(
-                    f"{where}.route_to: level {tier_override.route_to} is not a tier "
-                    f"(levels: {', '.join(map(str, levels))})",
-                    at=("tier_overrides", index, "route_to"),
-                )
-            if tier_override.customer_tier in customer_tiers:
-                raise FieldValueError(
-                    f"{where}.customer_tier: {tier_override.customer_tier} is overridden twice",
-                    at=("tier_overrides", index, "customer_tier"),
-                )
-            customer_tiers.add(tier_override.customer_tier)
+        _check_overrides("severity_overrides", "severity", self.severity_overrides, levels)
+        _check_overrides("tier_overrides", "customer_tier", self.tier_overrides, levels)
         return self
 
     # -- lookups --------------------------------------------------------------

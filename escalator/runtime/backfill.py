@@ -38,12 +38,11 @@ from temporalio.worker import (
 )
 
 from escalator.adapters.ledger_store import LedgerStore
+from escalator.adapters.visibility import closed_case_query
 from escalator.domain import case_view
 from escalator.domain.ledger import LedgerBatch, LedgerCase, LedgerEvent
-from escalator.domain.names import RECORD_TO_LEDGER, WORKFLOW_TYPE
+from escalator.domain.names import RECORD_TO_LEDGER
 from workflows.escalation import EscalationWorkflow
-
-CLOSED_CASES = f"WorkflowType = '{WORKFLOW_TYPE}' AND ExecutionStatus != 'Running'"
 
 
 @dataclass
@@ -60,11 +59,12 @@ async def backfill(
     client: Client,
     store: LedgerStore,
     *,
-    query: str = CLOSED_CASES,
+    query: str | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> BackfillResult:
+    """Every closed run `query` lists (default: all of them) into `store`."""
     result = BackfillResult()
-    async for execution in client.list_workflows(query):
+    async for execution in client.list_workflows(query or closed_case_query()):
         result.runs += 1
         handle = client.get_workflow_handle(execution.id, run_id=execution.run_id)
         try:
