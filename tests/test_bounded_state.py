@@ -262,13 +262,22 @@ async def test_a_run_continues_as_new_on_its_history_size(desk, monkeypatch):
     handle = escalator.client.get_workflow_handle("case-heavy")
     first_run = (await handle.describe()).run_id
     big = "y" * limits.MAX_NOTE_BYTES
-    for _ in range(3):
+    for batch in range(3):
         await asyncio.gather(
             *(
                 handle.signal("add_note", AddNoteRequest(actor=actor("alice"), text=big))
                 for _ in range(10)
             )
         )
+        # One batch at a time: the size is checked as a workflow task starts, so under
+        # load all 30 notes must not land in one task that starts below the limit.
+        if batch < 2:
+            await eventually(
+                lambda n=10 * (batch + 1): _when(
+                    escalator.status("heavy"), lambda s: s.notes_total >= n
+                ),
+                within=30,
+            )
 
     async def moved_on():
         description = await handle.describe()
