@@ -23,7 +23,7 @@ class LedgerUnreadable(EscalatorError):
     """The ledger's database cannot be read: exit code 3, like an unreachable Temporal."""
 
 
-FORMATS = ("text", "json", "csv")
+FORMATS = ("text", "json", "csv", "html")
 STATUS_READS = 8  # status queries in flight while reading the backlog
 BACKLOG_LIMIT = 2000  # open cases read for `open`; beyond it the report says so
 
@@ -105,7 +105,7 @@ async def run(args: argparse.Namespace, connect) -> int:
     if not args.no_open:
         backlog = await _backlog(args, connect, now)
         report = report.model_copy(update={"open": backlog})
-    _write(args, _render(report, args.format))
+    _write(args, _render(report, args.format, histories, args.team))
     return 0
 
 
@@ -141,9 +141,15 @@ async def _backlog(args: argparse.Namespace, connect, now: datetime) -> dict | N
     return backlog
 
 
-def _render(report, form: str) -> str:
+def _render(report, form: str, histories=(), team: str | None = None) -> str:
     from escalator.domain import report_formats
 
+    if form == "html":
+        # The charts' weeks are drawn from the very cases the figures count.
+        from escalator.adapters import report_html
+        from escalator.domain.report_weeks import of_team
+
+        return report_html.render(report, of_team(histories, team))
     if form == "json":
         return report_formats.as_json(report) + "\n"
     if form == "csv":
