@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from datetime import timedelta
+from email.message import EmailMessage
 from urllib.parse import urlsplit
 
 import aiosmtplib
@@ -134,7 +135,28 @@ async def _send_email(notification: Notification, settings: SmtpSettings) -> Del
 
     server = f"{settings.host}:{settings.port}"
     message = render_email(notification, mail_from=settings.mail_from)
+    accepted, detail = await deliver_email(message, recipients, settings, what)
+    activity.logger.info(
+        "sent %s (%s, case %s) via %s: %s",
+        what,
+        notification.purpose,
+        notification.case.case_id,
+        server,
+        detail,
+    )
+    return DeliveryReceipt(
+        message_id=notification.message_id, channel="email", accepted=accepted, detail=detail
+    )
 
+
+async def deliver_email(
+    message: EmailMessage, recipients: list[str], settings: SmtpSettings, what: str
+) -> tuple[tuple[str, ...], str]:
+    """Send `message` to `recipients` over SMTP: (the accepted recipients, a detail
+    line). Failures raise the permanent or transient ApplicationError, with `what`
+    (e.g. "email <id>") first and the password never in the message. Shared by
+    `send_email` and the monthly review (activities/review.py)."""
+    server = f"{settings.host}:{settings.port}"
     try:
         refused, _ = await aiosmtplib.send(
             message,
@@ -186,17 +208,7 @@ async def _send_email(notification: Notification, settings: SmtpSettings) -> Del
         detail += "; refused " + ", ".join(
             f"{r} ({_response(response.code, response.message)})" for r, response in refused.items()
         )
-    activity.logger.info(
-        "sent %s (%s, case %s) via %s: %s",
-        what,
-        notification.purpose,
-        notification.case.case_id,
-        server,
-        detail,
-    )
-    return DeliveryReceipt(
-        message_id=notification.message_id, channel="email", accepted=accepted, detail=detail
-    )
+    return accepted, detail
 
 
 def _is_address(value: str) -> bool:

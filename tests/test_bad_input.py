@@ -380,6 +380,17 @@ def _start(*extra: str) -> tuple[str, ...]:
     return ("start", "--case-id", "cli-bad", "--title", "VPN down", *extra)
 
 
+def _review(flag: str, value: str) -> tuple[str, ...]:
+    """`escalator review schedule` with valid flags, `flag` set to `value`."""
+    flags = {
+        "--cron": "0 9 1 * *",
+        "--timezone": "Europe/Berlin",
+        "--to": "supervisors@example.com",
+    }
+    flags[flag] = value
+    return ("review", "schedule", *(part for pair in flags.items() for part in pair))
+
+
 CLI_CASES = [
     CliCase("start-missing-title", "`escalator start --case-id cli-bad` (no `--title`)",
             ("start", "--case-id", "cli-bad"),
@@ -421,8 +432,18 @@ CLI_CASES = [
     CliCase("unknown-subcommand", "`escalator frobnicate`", ("frobnicate",),
             "escalator: argument command: invalid choice: 'frobnicate' (choose from 'up', 'worker', 'keygen', "
             "'codec-server', 'start', 'claim', 'resolve', 'escalate', 'note', 'hold', 'resume', 'deescalate', "
-            "'severity', 'reopen', 'draft', 'status', 'queue', 'report', 'ledger', 'api', 'token', "
+            "'severity', 'reopen', 'draft', 'status', 'queue', 'report', 'review', 'ledger', 'api', 'token', "
             "'list') (see `escalator --help`)"),
+    CliCase("review-unknown-timezone", "`escalator review schedule … --timezone Europe/Berln`",
+            _review("--timezone", "Europe/Berln"),
+            "escalator: --timezone: 'Europe/Berln' is not a time zone, e.g. Europe/Berlin"),
+    CliCase("review-bad-cron", "`escalator review schedule --cron '0 25 1 * *' …`", _review("--cron", "0 25 1 * *"),
+            "escalator: --cron: '0 25 1 * *': hour '25' is not valid (use *, a number from 0 to 23, a range a-b, "
+            'a list a,b or a step */n), e.g. "0 9 1 * *" (09:00 on the 1st of every month)'),
+    CliCase("review-bad-recipient", "`escalator review schedule … --to supervisors`", _review("--to", "supervisors"),
+            "escalator: --to: 'supervisors' is not an email address: An email address must have an @-sign."),
+    CliCase("review-backfill-not-positive", "`escalator review schedule … --backfill 0`", _review("--backfill", "0"),
+            "escalator: --backfill: '0' is not a positive whole number of months, e.g. --backfill 3"),
     CliCase("severity-P9", "`escalator severity 123 --user a P9`", ("severity", "123", "--user", "a", "P9"),
             "escalator: severity: 'P9' is not one of P0, P1, P2, P3, P4"),
     CliCase("list-bad-status", "`escalator list --status pending`", ("list", "--status", "pending"),

@@ -496,6 +496,7 @@ async def test_build_workers_registers_activities_built_from_the_settings(dev_en
         "post_webhook",
         "record_to_ledger",
         "send_email",
+        "send_monthly_review",
     ]
     assert all(a.__self__.settings is settings for a in registered)
     assert [a.__name__ for a in activities_for(settings)] == [

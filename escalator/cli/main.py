@@ -49,6 +49,8 @@ examples:
   escalator severity 123 --user alice P1         # raising re-routes; lowering never demotes
   escalator queue --team support-specialists     # unclaimed, nearest deadline first
   escalator report --since 30d                   # MTTA, MTTR, escalations, SLA compliance
+  escalator review schedule --cron "0 9 1 * *" --timezone Europe/Berlin \\
+      --to supervisors@example.com               # mail last month's review (docs/review.md)
 
 exit codes: 0 ok, 1 refused by the case, 2 invalid input or unknown case,
             3 Temporal (or the ledger's database) unreachable
@@ -220,6 +222,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
     )
 
+    from escalator.cli import review
+
+    review.add_arguments(
+        command(
+            "review",
+            "mail last month's review on a Temporal Schedule (docs/review.md)",
+            'escalator review schedule --cron "0 9 1 * *" --timezone Europe/Berlin '
+            "--to supervisors@example.com",
+        ),
+        _Parser,
+    )
+
     from escalator.cli import ledger
 
     ledger.add_arguments(
@@ -345,6 +359,10 @@ async def _run(args: argparse.Namespace) -> int:
         from escalator.cli import report
 
         return await report.run(args, _connect)
+    if args.command == "review":
+        from escalator.cli import review
+
+        return await review.run(args, _connect)
     if args.command == "ledger":
         from escalator.cli import ledger
 

@@ -2,8 +2,8 @@
 
 One process runs two Temporal workers, each with its own slots:
 
-- the case worker, on the task queue: the workflows and the mail and webhook
-  activities;
+- the case worker, on the task queue: the workflows (cases and the monthly review)
+  and the mail, webhook, ledger and review activities;
 - the AI worker, on `<task queue>-ai`: the model calls (assessment and drafts).
 
 A model that hangs therefore holds AI slots only, never the ones mail needs.
@@ -34,6 +34,7 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from activities import activities_for, close_clients
+from activities.review import ReviewActivities
 from escalator.adapters.settings import (
     DEFAULT_AI_CONCURRENCY,
     DEFAULT_GRACEFUL_SHUTDOWN_TIMEOUT,
@@ -48,6 +49,7 @@ from escalator.adapters.temporal_client import connect
 from escalator.domain.assessment import AI_ACTIVITIES, ai_task_queue
 from escalator.domain.errors import InvalidInput
 from workflows.escalation import TIME_TO_CLAIM_METRIC, EscalationWorkflow
+from workflows.review import MonthlyReviewWorkflow
 
 log = logging.getLogger("escalator.worker")
 
@@ -106,18 +108,20 @@ def build_workers(
     """The case worker (with `options`, e.g. max_cached_workflows) and the AI worker
     (which shares the case worker's graceful_shutdown_timeout, if given).
 
-    `activities` defaults to `activities_for(settings)`, with `settings` loaded from the
-    environment if not given. The settings configure the activities only: worker
-    tuning comes in `options` (see `options_from_settings`)."""
+    `activities` defaults to `activities_for(settings)` plus the monthly review's
+    `send_monthly_review`, with `settings` loaded from the environment if not given.
+    The settings configure the activities only: worker tuning comes in `options` (see
+    `options_from_settings`). Given `activities` are used as they are."""
     if activities is None:
-        activities = activities_for(settings or EscalatorSettings.from_env())
+        settings = settings or EscalatorSettings.from_env()
+        activities = [*activities_for(settings), ReviewActivities(settings).send_monthly_review]
     case_activities, ai = split_activities(activities)
     ai_options = {key: options[key] for key in ("graceful_shutdown_timeout",) if key in options}
     workers = [
         Worker(
             client,
             task_queue=task_queue,
-            workflows=[EscalationWorkflow],
+            workflows=[EscalationWorkflow, MonthlyReviewWorkflow],
             activities=case_activities,
             **options,
         )
