@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import uuid
+from collections import Counter
 
 import pytest
 from record_histories import CONVERTER, HISTORIES, SCENARIOS, load_history
@@ -23,7 +24,7 @@ from support import RecordingNotifier, actor, case_workers, seconds_policy
 
 from escalator.adapters.ledger_store import LedgerStore
 from escalator.domain.ledger import LedgerBatch, LedgerEvent
-from escalator.runtime.backfill import recorded_batches, replayed_batches
+from escalator.runtime.backfill import replayed_batches
 from starter import EscalatorClient
 
 ESCALATOR = [sys.executable, "-m", "escalator.cli"]
@@ -51,12 +52,26 @@ async def test_replaying_a_run_from_before_the_ledger_describes_what_the_ledger_
     if not old.exists():
         pytest.skip(f"{scenario} has no history from before the ledger")
     old_run, new_run = load_history(old), load_history(new)
-    replayed = await replayed_batches(CONVERTER, old_run)
-    # What the current code sent; a run that continued as new before sending
-    # anything carried its events on, so it is described by replaying it too.
-    sent = await recorded_batches(CONVERTER, new_run) or await replayed_batches(CONVERTER, new_run)
-    assert await recorded_batches(CONVERTER, old_run) == []  # so backfill replays it
+    old_replay = await replayed_batches(CONVERTER, old_run)
+    # What the current code sent, as its own replay re-sends it (the closing batch
+    # is a local activity, whose input the history does not hold). The dev-server
+    # test below checks a backfill against the ledger the cases really wrote.
+    new_replay = await replayed_batches(CONVERTER, new_run)
+    assert not old_replay.wrote_to_ledger
+    replayed, sent = old_replay.batches, new_replay.batches
     assert _events(replayed), "the replay describes the run's events"
+    if scenario.endswith("continue_as_new"):
+        # Each recording continued as new at its own history length, so one first
+        # run may hold a few more entries: the shorter describes a part of the longer.
+        (old_seqs, old_described), (new_seqs, new_described) = (
+            _comparable(_events(replayed)),
+            _comparable(_events(sent)),
+        )
+        assert old_seqs == list(range(1, len(old_seqs) + 1))
+        assert new_seqs == list(range(1, len(new_seqs) + 1))
+        short, long = sorted([old_described, new_described], key=len)
+        assert not Counter(short) - Counter(long), (short, long)
+        return
     assert _comparable(_events(replayed)) == _comparable(_events(sent))
     old_facts = [b.case for b in replayed if b.case is not None]
     new_facts = [b.case for b in sent if b.case is not None]
