@@ -389,7 +389,6 @@ class EscalationWorkflow:
                     result_type=LedgerReceipt,
                     start_to_close_timeout=LEDGER_ATTEMPT_TIMEOUT,
                     retry_policy=LEDGER_RETRY,
-                    summary=summary,
                 )
                 return
             await self._send_budget.wait_for_room(batch)

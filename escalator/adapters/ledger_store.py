@@ -123,13 +123,19 @@ def engine_for(url: str, schema: MetaData = metadata) -> Engine:
         raise InvalidInput(
             f"ESCALATOR_LEDGER_URL: {backend!r} is not supported; use sqlite:/// or postgresql://"
         )
-    engine = create_engine(parsed, pool_pre_ping=True)
+    # A pooled Postgres connection may have died with a server restart: ping it
+    # before use. A SQLite file has nothing to ping.
+    engine = create_engine(parsed, pool_pre_ping=backend != "sqlite")
     if backend == "sqlite":
         # WAL lets reports read while the worker writes; a busy writer is waited for.
+        # synchronous=NORMAL is WAL's usual pairing: no fsync per commit, and still
+        # no commit lost when a process dies; only a power cut can lose the last
+        # ones, which `escalator ledger backfill` brings back from Temporal.
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _record: Any) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=5000")
             cursor.close()
 
