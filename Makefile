@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-unit lint format clean venv browser postgres promtool bench bench-smoke
+.PHONY: run test test-unit lint format clean venv browser postgres promtool alertmanager bench bench-smoke
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -60,8 +60,17 @@ promtool:
 	      || echo "prometheus could not be installed; the promtool check will be skipped"; \
 	  else echo "promtool not installed (needs root + apt); the promtool check will be skipped"; fi; }
 
+# The alert intake test sends alerts through a real Alertmanager, Debian's package.
+alertmanager:
+	@command -v prometheus-alertmanager >/dev/null 2>&1 || command -v alertmanager >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's prometheus-alertmanager for the alert intake test"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus-alertmanager >/dev/null) \
+	      || echo "prometheus-alertmanager could not be installed; the Alertmanager test will be skipped"; \
+	  else echo "alertmanager not installed (needs root + apt); the Alertmanager test will be skipped"; fi; }
+
 # Everything: the lint checks first, then every test (unit, Temporal, integration).
-test: lint browser postgres promtool
+test: lint browser postgres promtool alertmanager
 	$(BIN)/python -m pytest
 
 # The pure tests only: no Temporal server, no network (a socket connect fails the test);

@@ -19,16 +19,18 @@ from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import (
     Client,
+    WithStartWorkflowOperation,
     WorkflowExecutionStatus,
     WorkflowHandle,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
-from temporalio.common import WorkflowIDReusePolicy
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from escalator.adapters.settings import TemporalSettings
-from escalator.adapters.temporal_client import connect
+from escalator.adapters.temporal_client import TemporalUnavailable, connect
 from escalator.domain.assessment import Draft
 from escalator.domain.briefing import render_static_details
 from escalator.domain.errors import EscalatorError, InvalidInput, describe_validation_error
@@ -193,6 +195,66 @@ class EscalatorClient:
             ) from None
         return handle.id
 
+    async def add_note_with_start(
+        self,
+        case: CaseInput | Mapping[str, Any],
+        actor: Actor | Mapping,
+        text: str,
+        *,
+        update_id: str | None = None,
+    ) -> ActionResult:
+        """Add a note to the case, starting it first if it is not running, in one round
+        trip (update-with-start, USE_EXISTING): of many concurrent calls for one case id
+        one starts it, and all land on it. `update_id` makes repeats one update, which
+        Temporal answers again. A case id whose case has closed is never started again
+        (CaseExists)."""
+        case = validated_case(case)
+        request = _validated(AddNoteRequest, {"actor": actor, "text": text}, "note")
+        start = WithStartWorkflowOperation(
+            EscalationWorkflow.run,
+            case,
+            id=workflow_id_for(case.case_id),
+            task_queue=self.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            static_summary=case_summary(case),
+            static_details=render_static_details(case),
+        )
+        try:
+            return await self.client.execute_update_with_start_workflow(
+                EscalationWorkflow.try_add_note,
+                request,
+                start_workflow_operation=start,
+                id=update_id,
+                result_type=ActionResult,
+            )
+        except WorkflowAlreadyStartedError:
+            raise CaseExists(f"case {case.case_id} is closed; its id is not used again") from None
+        except WorkflowUpdateFailedError as error:
+            cause = error.cause
+            if isinstance(cause, ApplicationError) and cause.type == ACTION_REFUSED:
+                raise ActionRefused(cause.message) from None
+            raise ActionRefused(f"rejected: {cause or error}") from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise TemporalUnavailable(f"case {case.case_id}: Temporal did not answer") from None
+        except RPCError as error:
+            if error.status in _UNAVAILABLE:
+                raise TemporalUnavailable(f"case {case.case_id}: {error.message}") from None
+            message = " ".join(str(error.message or error).split())
+            raise EscalatorError(
+                f"case {case.case_id}: Temporal refused the request: {message}"
+            ) from None
+
+    async def run_status(self, case_id: str) -> WorkflowExecutionStatus | None:
+        """Whether the case's latest run is running, closed (and how), or None if there is
+        no such case; one describe, without asking the case itself."""
+        try:
+            return await self._execution_status(check_case_id(case_id))
+        except RPCError as error:
+            if error.status in _UNAVAILABLE:
+                raise TemporalUnavailable(f"case {case_id}: {error.message}") from None
+            raise EscalatorError(f"case {case_id}: Temporal refused the request: {error}") from None
+
     # -- acting on a case -----------------------------------------------------
 
     async def claim(self, case_id: str, actor: Actor | Mapping, *, wait: bool = True):
@@ -343,6 +405,8 @@ class EscalatorClient:
 
     async def _explain(self, case_id: str, error: RPCError) -> EscalatorError:
         """Turn a raw RPC failure into: unknown case, closed case, or unreachable."""
+        if error.status in _UNAVAILABLE:
+            return TemporalUnavailable(f"case {case_id}: Temporal cannot be reached")
         if error.status != RPCStatusCode.NOT_FOUND:
             return EscalatorError(f"case {case_id}: Temporal refused the request: {error}")
         status = await self._execution_status(case_id)
@@ -372,6 +436,9 @@ class EscalatorClient:
             raise
         return WorkflowExecutionStatus(response.workflow_execution_info.status)
 
+
+# RPC failures that mean Temporal cannot answer now (the caller may retry).
+_UNAVAILABLE = frozenset({RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED})
 
 # What `EscalatorClient.act` sends for each action name: request, signal, update.
 _ACTIONS: dict[str, tuple[type[BaseModel], str, Any]] = {

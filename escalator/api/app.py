@@ -29,6 +29,7 @@ from temporalio.service import RPCError
 from escalator.adapters.temporal_client import TemporalUnavailable
 from escalator.adapters.token_store import TokenStore
 from escalator.adapters.visibility import case_query, case_row
+from escalator.api.intake import intake_router
 from escalator.domain.errors import EscalatorError, InvalidInput, describe_validation_error
 from escalator.domain.models import ActionResult, CaseInput, CaseStatus
 from escalator.domain.policy import Policy, Severity
@@ -277,6 +278,8 @@ def create_app(
             update_id = f"idem-{digest[:32]}"
         return await cases.act(case_id, action, actor, body.model_dump(), update_id=update_id)
 
+    # Alert sources: integration tokens only (escalator/api/intake.py).
+    app.include_router(intake_router(escalator, tokens, policies))
     return app
 
 
