@@ -274,6 +274,7 @@ class EscalatorUp:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.port, self.ui_port, self.mail_port = free_port(), free_port(), free_port()
+        self.api_port = free_port()
         self.process: subprocess.Popen | None = None
         self.output = ""
 
@@ -282,6 +283,7 @@ class EscalatorUp:
         command = [
             *ESCALATOR, "up", "--data-dir", str(self.data_dir), "--port", str(self.port),
             "--ui-port", str(self.ui_port), "--mail-port", str(self.mail_port),
+            "--api-port", str(self.api_port),
         ]  # fmt: skip
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         env.pop("SMTP_HOST", None)

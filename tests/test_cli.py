@@ -262,3 +262,24 @@ def test_hostile_case_text_cannot_act_on_the_terminal(stack):
         result = stack.cli(*args)
         assert result.returncode == 0, result.stderr
         assert_terminal_safe(result.stdout)
+
+
+def test_up_serves_the_api_and_a_token_made_with_the_cli_opens_it(stack):
+    import httpx
+
+    api = f"http://127.0.0.1:{stack.api_port}"
+    created = stack.cli(
+        "token", "create", "--user", "alice", "--role", "engineer",
+        "--data-dir", str(stack.data_dir),
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert start(stack, "api-1").returncode == 0
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert httpx.get(f"{api}/v1/cases/api-1", timeout=10).status_code == 401
+    status = httpx.get(f"{api}/v1/cases/api-1", headers=bearer, timeout=10)
+    assert status.status_code == 200, status.text
+    assert status.json()["case_id"] == "api-1"
+    claimed = httpx.post(f"{api}/v1/cases/api-1/claim", headers=bearer, json={}, timeout=10)
+    assert claimed.status_code == 200, claimed.text
+    assert stack.cli("status", "api-1", "--json").stdout.count('"assignee": "alice"') == 1

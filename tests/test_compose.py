@@ -204,6 +204,30 @@ def test_the_documented_ports_are_published(services: dict) -> None:
     assert 1025 in {target for _, target in ports(services["mailpit"])}
 
 
+def test_every_port_is_published_on_loopback_only(services: dict) -> None:
+    for name, service in services.items():
+        for entry in service.get("ports") or []:
+            host = entry.get("host_ip") if isinstance(entry, dict) else str(entry).split(":")[0]
+            assert host == "127.0.0.1", f"{name} publishes {entry} beyond this machine"
+
+
+def test_the_api_runs_as_a_service_next_to_the_worker(services: dict) -> None:
+    api, worker = services["api"], services["worker"]
+    assert api["build"] == worker["build"]
+    words = command_words(api["command"])
+    assert words[:2] == ["escalator", "api"]
+    assert words[words.index("--policies") + 1] == "/app/policies"
+    assert (8000, 8000) in ports(api)
+    assert depends_on(api) == {"temporal-setup": "service_completed_successfully"}
+    for key in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "ESCALATOR_TASK_QUEUE"):
+        assert api["environment"][key] == worker["environment"][key], key
+    # Tokens live in the ledger's database, which every replica shares.
+    assert (
+        api["environment"]["ESCALATOR_LEDGER_URL"] == worker["environment"]["ESCALATOR_LEDGER_URL"]
+    )
+    assert "container_name" not in api  # it can be scaled
+
+
 def test_images_are_pinned_and_admin_tools_match_the_server(services: dict) -> None:
     for name, service in services.items():
         if "image" not in service or "build" in service:

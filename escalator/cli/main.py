@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ui-port", type=_port, default=8233, help="Web UI port (8233)")
     up.add_argument("--mail-port", type=_port, default=1025, help="mail catcher port (1025)")
     up.add_argument("--no-mail", action="store_true", help="do not run the mail catcher")
+    up.add_argument("--api-port", type=_port, default=8000, help="HTTP API port (8000)")
+    up.add_argument("--no-api", action="store_true", help="do not run the HTTP API")
 
     command("worker", "run a worker (configured by environment variables)", "escalator worker")
     keygen = command(
@@ -302,6 +304,8 @@ async def _run(args: argparse.Namespace) -> int:
             ui_port=args.ui_port,
             mail_port=args.mail_port,
             mail=not args.no_mail,
+            api_port=args.api_port,
+            api=not args.no_api,
             task_queue=os.environ.get("ESCALATOR_TASK_QUEUE") or DEFAULT_TASK_QUEUE,
         )
         return await Stack(options).run()

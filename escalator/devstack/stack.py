@@ -1,9 +1,10 @@
 """`escalator up`: the whole service on one machine.
 
 Starts, in order: the Temporal dev server (SQLite file under the data dir, Web UI,
-our search attributes), the local mail catcher, and the worker. Ctrl-C stops them
-in reverse order. Because every case lives in the SQLite file, the next `up`
-resumes every open case and fires any deadline that passed while it was down.
+our search attributes), the local mail catcher, the worker and the HTTP API (on
+127.0.0.1, its tokens under the data dir). Ctrl-C stops them in reverse order.
+Because every case lives in the SQLite file, the next `up` resumes every open case
+and fires any deadline that passed while it was down.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from escalator.adapters.policy_files import DEFAULT_POLICY_PATH
 from escalator.adapters.settings import DEFAULT_TASK_QUEUE, WorkerSettings
 from escalator.devstack import processes
 from escalator.devstack.binaries import find_binary
@@ -28,6 +30,7 @@ from escalator.domain.errors import EscalatorError, InvalidInput
 from escalator.domain.search_attributes import dev_server_flags
 
 SERVER_START_TIMEOUT = 60.0
+API_START_TIMEOUT = 30.0
 # Measured about twice as fast as SQLite's defaults for the dev server's workload.
 SQLITE_PRAGMAS = ("journal_mode=wal", "synchronous=normal")
 # The workflow task timeout of every case started without one (Temporal's default is
@@ -55,12 +58,18 @@ class StackOptions:
     ui_port: int = 8233
     mail_port: int = 1025
     mail: bool = True
+    api_port: int = 8000
+    api: bool = True
     namespace: str = "default"
     task_queue: str = DEFAULT_TASK_QUEUE
 
     @property
     def address(self) -> str:
         return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.api_port}"
 
     @property
     def ui_url(self) -> str:
@@ -77,6 +86,8 @@ def check_ports_free(options: StackOptions, *, with_catcher: bool) -> None:
     wanted = [(options.port, "--port"), (options.ui_port, "--ui-port")]
     if with_catcher:
         wanted.append((options.mail_port, "--mail-port"))
+    if options.api:
+        wanted.append((options.api_port, "--api-port"))
     for port, flag in wanted:
         if not port_is_free(port):
             raise InvalidInput(
@@ -95,6 +106,7 @@ class Stack:
         self.with_catcher = options.mail and self.smtp_elsewhere is None
         self.server: subprocess.Popen | None = None
         self.worker: subprocess.Popen | None = None
+        self.api: subprocess.Popen | None = None
         self.catcher: MailCatcher | None = None
         self.worker_grace = _worker_stop_grace()
 
@@ -116,6 +128,8 @@ class Stack:
                     self.data_dir / "mail", port=self.options.mail_port, announce=self.announce
                 ).start()
             self._start_worker()
+            if self.options.api:
+                await self._start_api()
             self._banner()
             return await self._supervise(stop)
         finally:
@@ -127,6 +141,7 @@ class Stack:
             for name, process, log in (
                 ("Temporal dev server", self.server, "temporal.log"),
                 ("worker", self.worker, "worker.log"),
+                ("API", self.api, "api.log"),
             ):
                 if process is not None and process.poll() is not None:
                     self.announce(
@@ -136,12 +151,15 @@ class Stack:
                     return 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=1.0)
-        self.announce("stopping: worker, mail catcher, Temporal (open cases are kept)")
+        self.announce("stopping: API, worker, mail catcher, Temporal (open cases are kept)")
         return 0
 
     def shutdown(self) -> None:
         # The worker drains first: mail in flight gets its grace period, and it can
-        # still reach the mail catcher and the server, which stop after it.
+        # still reach the mail catcher and the server, which stop after it. The API
+        # goes first: it only forwards requests to the server.
+        processes.stop(self.api)
+        self.api = None
         processes.stop(self.worker, grace=self.worker_grace)
         self.worker = None
         if self.catcher is not None:
@@ -199,6 +217,14 @@ class Stack:
         )
 
     def _start_worker(self) -> None:
+        env = self._child_env()
+        if self.with_catcher:
+            env.update(SMTP_HOST=LOOPBACK, SMTP_PORT=str(self.options.mail_port))
+        self.worker = processes.spawn(
+            [sys.executable, "-m", "worker"], self.data_dir / "worker.log", env=env
+        )
+
+    def _child_env(self) -> dict[str, str]:
         env = {
             **os.environ,
             "TEMPORAL_ADDRESS": self.options.address,
@@ -208,10 +234,30 @@ class Stack:
         }
         # The embedded ledger lives in the data directory, next to Temporal's database.
         env.setdefault("ESCALATOR_LEDGER_URL", f"sqlite:///{self.data_dir.resolve()}/ledger.db")
-        if self.with_catcher:
-            env.update(SMTP_HOST=LOOPBACK, SMTP_PORT=str(self.options.mail_port))
-        self.worker = processes.spawn(
-            [sys.executable, "-m", "worker"], self.data_dir / "worker.log", env=env
+        return env
+
+    async def _start_api(self) -> None:
+        """`escalator api` on loopback, on the policies of ./policies (the checkout's)
+        or, elsewhere, the ones shipped with the package."""
+        policies = _api_policies()
+        command = [
+            sys.executable, "-m", "escalator.cli", "api",
+            "--host", LOOPBACK, "--port", str(self.options.api_port),
+            "--data-dir", str(self.data_dir), "--policies", str(policies),
+        ]  # fmt: skip
+        log = self.data_dir / "api.log"
+        self.api = processes.spawn(command, log, env=self._child_env())
+        await processes.wait_ready(
+            self.api,
+            lambda: not port_is_free(self.options.api_port),
+            within=API_START_TIMEOUT,
+            every=0.2,
+            exited=lambda code: EscalatorError(
+                f"the API exited with code {code}: {_last_line(log)}"
+            ),
+            late=lambda: EscalatorError(
+                f"the API did not listen within {API_START_TIMEOUT:.0f}s; see {log}"
+            ),
         )
 
     def _banner(self) -> None:
@@ -223,6 +269,13 @@ class Stack:
         else:
             mail = "no catcher (--no-mail); worker uses SMTP_HOST/SMTP_PORT"
         logs = f"{self.data_dir / 'temporal.log'}, {self.data_dir / 'worker.log'}"
+        api_lines = []
+        if options.api:
+            logs += f", {self.data_dir / 'api.log'}"
+            api_lines = [
+                f"  API        {options.api_url}  (docs at /docs; tokens: escalator token create"
+                f" --user you --role engineer --data-dir {options.data_dir})",
+            ]
         metrics = _metrics_address()
         # The worker inherits our environment, so it serves them where this says.
         metrics_lines = [f"  Metrics    http://{metrics}/metrics"] if metrics else []
@@ -235,6 +288,7 @@ class Stack:
                     f"  Web UI     {options.ui_url}",
                     f"  Mail       {mail}",
                     f"  Worker     task queue {options.task_queue!r}",
+                    *api_lines,
                     *metrics_lines,
                     f"  Logs       {logs}",
                     "",
@@ -248,6 +302,11 @@ class Stack:
                 ]
             )
         )
+
+
+def _api_policies() -> Path:
+    here = Path("policies")
+    return here if here.is_dir() else DEFAULT_POLICY_PATH.parent
 
 
 def _worker_stop_grace() -> float:
