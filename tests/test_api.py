@@ -7,6 +7,7 @@ dev server and a real worker; tokens are real, in a SQLite token store.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 
 import httpx
@@ -14,6 +15,7 @@ import pytest
 import pytest_asyncio
 from support import RecordingNotifier, case_workers, eventually, free_port, seconds_policy
 
+from escalator.adapters.idempotency_store import IdempotencyStore
 from escalator.adapters.settings import TemporalSettings
 from escalator.adapters.token_store import TokenStore
 from escalator.api.app import SECURITY_HEADERS, create_app
@@ -38,8 +40,10 @@ class Api:
         return await self.http.post("/v1/cases", json=body, headers=who)
 
 
-@pytest_asyncio.fixture
-async def api(dev_env, tmp_path):
+@contextlib.asynccontextmanager
+async def api_on(dev_env, tmp_path, notifier: RecordingNotifier | None = None, **options):
+    """The API (create_app with `options`) over a worker on its own queue, with a
+    real SQLite token store, and a client of it."""
     queue = f"api-{uuid.uuid4().hex[:8]}"
     tokens = TokenStore(f"sqlite:///{tmp_path}/tokens.db")
     escalator = EscalatorClient(dev_env.client, queue)
@@ -47,13 +51,29 @@ async def api(dev_env, tmp_path):
     async def connect() -> EscalatorClient:
         return escalator
 
-    app = create_app(connect, tokens, {"default": POLICY})
-    async with (
-        case_workers(dev_env.client, queue, RecordingNotifier().activities),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http,
-    ):
-        yield Api(http, tokens, f"acct-{uuid.uuid4().hex[:6]}")
-    tokens.close()
+    options.setdefault("idempotency", IdempotencyStore(tokens.url))
+    app = create_app(connect, tokens, {"default": POLICY}, **options)
+    notifier = notifier or RecordingNotifier()
+    try:
+        async with (
+            case_workers(dev_env.client, queue, notifier.activities),
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://api"
+            ) as http,
+        ):
+            api = Api(http, tokens, f"acct-{uuid.uuid4().hex[:6]}")
+            api.cases, api.keys = escalator, options["idempotency"]
+            yield api
+    finally:
+        tokens.close()
+        if options["idempotency"] is not None:
+            options["idempotency"].close()
+
+
+@pytest_asyncio.fixture
+async def api(dev_env, tmp_path):
+    async with api_on(dev_env, tmp_path) as api:
+        yield api
 
 
 async def test_a_case_opened_and_worked_through_the_api(api):

@@ -6,12 +6,18 @@ role or an account is refused. The workflow still checks every rule for that
 actor; the API adds only who is asking and which account they may see. A case of
 another account answers 404, so the API does not reveal that it exists.
 
-It keeps no state of its own (tokens are in their store, cases in Temporal), so
-any number of replicas can run behind a load balancer.
+It keeps no state of its own (tokens and the Idempotency-Keys' fingerprints are in
+the token store's database, cases in Temporal), so any number of replicas can run
+behind a load balancer. Only the rate limits are per replica (escalator/api/rate_limit.py).
+
+An `Idempotency-Key` on a POST is bound to that request (its route and body) for
+24 h: the same request again is the same Temporal update, answered again and acted
+on once; another request with the key is refused with 422.
 
 Answers: an action answers with the update's result; a refusal 409
 `{"error": "rejected: ..."}`; invalid input 422 naming the field; an unknown case
-404; no or a bad token 401; Temporal unreachable 503 with Retry-After.
+404; no or a bad token 401; over the rate 429 with Retry-After; Temporal unreachable
+503 with Retry-After.
 """
 
 import asyncio
@@ -26,10 +32,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from temporalio.service import RPCError
 
+from escalator.adapters.idempotency_store import IdempotencyStore
 from escalator.adapters.temporal_client import TemporalUnavailable
 from escalator.adapters.token_store import TokenStore
 from escalator.adapters.visibility import case_query, case_row
 from escalator.api.intake import intake_router
+from escalator.api.rate_limit import DEFAULT_RATE, Gate, Rate, RateLimited, RateLimiter
+from escalator.domain.assessment import Audience, Draft
 from escalator.domain.errors import EscalatorError, InvalidInput, describe_validation_error
 from escalator.domain.models import ActionResult, CaseInput, CaseStatus
 from escalator.domain.policy import Policy, Severity
@@ -47,6 +56,11 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 IDENTITY_FIELDS = ("actor", "user", "role", "account")
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+BAD_IDEMPOTENCY_KEY = (
+    f"Idempotency-Key: use 1 to {MAX_IDEMPOTENCY_KEY_CHARS} printable ASCII characters"
+)
+KEY_REUSED = "Idempotency-Key: already used with a different request; use a new key"
 
 
 class _Body(BaseModel):
@@ -101,6 +115,10 @@ class Nothing(_Body):
     pass
 
 
+class DraftFor(_Body):
+    audience: Audience
+
+
 class CaseRow(BaseModel):
     """One case as visibility lists it (search attributes only: no case text)."""
 
@@ -143,9 +161,16 @@ def create_app(
     connect: Callable[[], Awaitable[EscalatorClient]],
     tokens: TokenStore,
     policies: dict[str, Policy],
+    *,
+    rate: Rate | None = DEFAULT_RATE,
+    idempotency: IdempotencyStore | None = None,
 ) -> FastAPI:
     """The API over the cases `connect()` reaches, with identities from `tokens` and
-    the named `policies` (loaded and validated before the API starts)."""
+    the named `policies` (loaded and validated before the API starts).
+
+    `rate` limits each token (and each client address without a valid token) in this
+    process; None: no limit. Idempotency-Keys are kept in `idempotency`, by default a
+    store in the tokens' database."""
     app = FastAPI(
         title="Escalator",
         version="1",
@@ -153,20 +178,53 @@ def create_app(
         "token (`escalator token create`); the token decides who is asking.",
     )
     client: dict[str, EscalatorClient] = {}
+    limiter = RateLimiter(rate) if rate is not None else None
+    gate = Gate(tokens, limiter)
+    keys = idempotency if idempotency is not None else IdempotencyStore(tokens.url)
 
     async def escalator() -> EscalatorClient:
         if "client" not in client:
             client["client"] = await connect()
         return client["client"]
 
-    async def caller(authorization: Annotated[str | None, Header()] = None) -> TokenGrant:
+    async def caller(
+        request: Request, authorization: Annotated[str | None, Header()] = None
+    ) -> TokenGrant:
         scheme, _, token = (authorization or "").partition(" ")
-        grant = None
-        if scheme.lower() == "bearer" and token:
-            grant = await asyncio.to_thread(tokens.grant_for, token)
+        bearer = token.strip() if scheme.lower() == "bearer" else None
+        grant = await gate.grant(bearer, client_address(request))
         if grant is None or grant.kind != "person":
             raise _Unauthorized()
         return grant
+
+    async def idempotent(
+        request: Request, grant: TokenGrant, key: str | None, body: _Body
+    ) -> tuple[str | None, bool]:
+        """(the update id, whether this request was seen before) for `key`; a key
+        used before with another request is refused (422)."""
+        if key is None:
+            return None, False
+        if (
+            not key
+            or len(key) > MAX_IDEMPOTENCY_KEY_CHARS
+            or not key.isascii()
+            or not all(" " <= char <= "~" for char in key)
+        ):
+            raise InvalidInput(BAD_IDEMPOTENCY_KEY)
+        canonical = json.dumps(
+            body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+            ensure_ascii=False,
+        )  # fmt: skip
+        request_text = f"{request.method} {request.url.path}\x00{canonical}"
+        fingerprint = hashlib.sha256(request_text.encode()).hexdigest()
+        owner = f"{grant.account}\x00{grant.user}"
+        seen = await asyncio.to_thread(keys.claim, owner, key, fingerprint)
+        if seen == "other":
+            raise InvalidInput(KEY_REUSED)
+        # The update's id comes from who asks, the key and the request: a retried
+        # request is the same update, answered again by Temporal, never acted twice.
+        digest = hashlib.sha256(f"{grant.user}\x00{key}\x00{fingerprint}".encode()).hexdigest()
+        return f"idem-{digest[:32]}", seen == "same"
 
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
@@ -181,6 +239,14 @@ def create_app(
             {"error": "a valid bearer token is required (escalator token create)"},
             status_code=401,
             headers={"WWW-Authenticate": "Bearer"},
+        )
+
+    @app.exception_handler(RateLimited)
+    async def rate_limited(_: Request, error: RateLimited) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(error)},
+            status_code=429,
+            headers={"Retry-After": str(error.retry_after)},
         )
 
     @app.exception_handler(RequestValidationError)
@@ -206,9 +272,26 @@ def create_app(
         return JSONResponse({"error": str(error)}, status_code=502)
 
     who = Annotated[TokenGrant, Depends(caller)]
+    # Checked by `idempotent` (a one-line 422 naming the header), not by FastAPI.
+    key_header = Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Makes a retry of this request safe: 1 to 255 printable ASCII "
+            "characters, kept 24 h.",
+        ),
+    ]
+    refusals: dict[int | str, dict[str, Any]] = {
+        404: {"model": Refusal},
+        409: {"model": Refusal},
+        422: {"model": Refusal},
+        429: {"model": Refusal},
+    }
 
-    @app.post("/v1/cases", status_code=201, responses={409: {"model": Refusal}})
-    async def start_case(body: NewCase, grant: who) -> CaseStatus:
+    @app.post("/v1/cases", status_code=201, responses=refusals)
+    async def start_case(
+        body: NewCase, grant: who, request: Request, idempotency_key: key_header = None
+    ) -> CaseStatus:
         policy = policies.get(body.policy)
         if policy is None:
             known = ", ".join(sorted(policies)) or "none"
@@ -219,7 +302,17 @@ def create_app(
         except ValidationError as error:
             raise InvalidInput(describe_validation_error(error)) from None
         cases = await escalator()
-        await cases.start_case(case)
+        _, replay = await idempotent(request, grant, idempotency_key, body)
+        try:
+            await cases.start_case(case)
+        except CaseExists:
+            if not replay:
+                raise
+            # The same request again: the case it opened answers, as the first time.
+            status = await _visible(cases, case.case_id, grant)
+            if status.title != case.title:
+                raise
+            return status
         return await _visible(cases, case.case_id, grant)
 
     @app.get("/v1/cases")
@@ -254,37 +347,49 @@ def create_app(
     async def case_status(case_id: str, grant: who) -> CaseStatus:
         return await _visible(await escalator(), case_id, grant)
 
-    @app.post(
-        "/v1/cases/{case_id}/{action}",
-        responses={404: {"model": Refusal}, 409: {"model": Refusal}},
-    )
+    @app.post("/v1/cases/{case_id}/draft", responses=refusals)
+    async def draft(
+        case_id: str, request: Request, grant: who, idempotency_key: key_header = None
+    ) -> Draft:
+        """The case's saved AI assessment re-worded for an audience (`ticket_notes`,
+        `client_update`, `email_draft`); it changes nothing in the case. 409 while the
+        case has no assessment yet."""
+        body = _validated(DraftFor, await _json_body(request))
+        assert isinstance(body, DraftFor)
+        cases = await escalator()
+        await _visible(cases, case_id, grant)  # another account's case is a 404
+        await idempotent(request, grant, idempotency_key, body)
+        return await cases.draft(case_id, _actor(grant), body.audience)
+
+    @app.post("/v1/cases/{case_id}/{action}", responses=refusals)
     async def act(
-        case_id: str,
-        action: Action,
-        request: Request,
-        grant: who,
-        idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
-    ) -> ActionResult:
+        case_id: str, action: Action, request: Request, grant: who,
+        idempotency_key: key_header = None,
+    ) -> ActionResult:  # fmt: skip
         raw = await _json_body(request)
         body = _validated(ACTION_BODIES[action], raw)
         cases = await escalator()
         await _visible(cases, case_id, grant)  # another account's case is a 404
-        actor = {"user": grant.user, "role": grant.role, "account": grant.account}
-        update_id = None
-        if idempotency_key:
-            # The key becomes the update's id: a retried request is the same update,
-            # answered again by Temporal, never acted on twice.
-            digest = hashlib.sha256(f"{grant.user}\x00{idempotency_key}".encode()).hexdigest()
-            update_id = f"idem-{digest[:32]}"
-        return await cases.act(case_id, action, actor, body.model_dump(), update_id=update_id)
+        update_id, _ = await idempotent(request, grant, idempotency_key, body)
+        fields = body.model_dump()
+        return await cases.act(case_id, action, _actor(grant), fields, update_id=update_id)
 
     # Alert sources: integration tokens only (escalator/api/intake.py).
-    app.include_router(intake_router(escalator, tokens, policies))
+    app.include_router(intake_router(escalator, gate, policies))
     return app
 
 
 class _Unauthorized(Exception):
     pass
+
+
+def client_address(request: Request) -> str:
+    """The peer's address as this process sees it (behind a proxy: the proxy's)."""
+    return request.client.host if request.client else "unknown"
+
+
+def _actor(grant: TokenGrant) -> dict[str, Any]:
+    return {"user": grant.user, "role": grant.role, "account": grant.account}
 
 
 async def _visible(cases: EscalatorClient, case_id: str, grant: TokenGrant) -> CaseStatus:

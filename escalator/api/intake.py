@@ -19,13 +19,15 @@ sent it and sends it to its case:
   a key with no open case, or a case in a state that makes the event moot (already
   claimed, already resolved), the event is accepted and changes nothing, as
   PagerDuty does: a sender cannot fix it by sending again.
+- Every request is rate-limited per token (escalator/api/rate_limit.py): over the
+  rate PagerDuty's route answers 429 with Retry-After, as PagerDuty does, and
+  Alertmanager's 503 with Retry-After (Alertmanager retries only 5xx).
 - Temporal unreachable is a 503 with Retry-After (Alertmanager retries only 5xx);
   everything permanent is a 4xx.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import secrets
 from collections.abc import Awaitable, Callable
@@ -37,7 +39,7 @@ from pydantic import ValidationError
 from temporalio.client import WorkflowExecutionStatus
 
 from escalator.adapters.temporal_client import TemporalUnavailable
-from escalator.adapters.token_store import TokenStore
+from escalator.api.rate_limit import Gate, RateLimited
 from escalator.domain import alerts
 from escalator.domain.errors import EscalatorError, InvalidInput, describe_validation_error
 from escalator.domain.models import Actor, CaseInput
@@ -128,18 +130,12 @@ class _BadBody(Exception):
 
 def intake_router(
     escalator: Callable[[], Awaitable[EscalatorClient]],
-    tokens: TokenStore,
+    gate: Gate,
     policies: dict[str, Policy],
 ) -> APIRouter:
-    """The intake routes, over the API's lazily connected client and its token store
-    and policies."""
+    """The intake routes, over the API's lazily connected client, its tokens (with the
+    rate limits) and its policies."""
     router = APIRouter(tags=["alert intake"])
-
-    async def integration(token: str | None) -> TokenGrant | None:
-        if not token:
-            return None
-        grant = await asyncio.to_thread(tokens.grant_for, token)
-        return grant if grant is not None and grant.kind == "integration" else None
 
     def policy_for(grant: TokenGrant) -> Policy:
         name = grant.policy or "default"
@@ -170,8 +166,15 @@ def intake_router(
             return _pd_invalid([str(bad)], bad.status)
         except alerts.InvalidEvent as invalid:
             return _pd_invalid(invalid.errors)
-        grant = await integration(event.routing_key)
-        if grant is None:
+        try:
+            grant = await gate.grant(event.routing_key, _address(request))
+        except RateLimited as limited:
+            return JSONResponse(
+                {"status": "error", "message": str(limited)},
+                status_code=429,
+                headers={"Retry-After": str(limited.retry_after)},
+            )
+        if grant is None or grant.kind != "integration":
             return _pd_invalid([BAD_ROUTING_KEY])
         command = alerts.pagerduty_command(
             event,
@@ -215,10 +218,18 @@ def intake_router(
         set to an Escalator integration token."""
         scheme, _, token = (authorization or "").partition(" ")
         bearer = token.strip() if scheme.lower() == "bearer" else None
-        grant = await integration(bearer)
-        if grant is None:
-            person = bearer and await asyncio.to_thread(tokens.grant_for, bearer)
-            if person:
+        try:
+            grant = await gate.grant(bearer, _address(request))
+        except RateLimited as limited:
+            # Alertmanager retries only 5xx (a 429 would drop the notification, a
+            # resolve included): over the rate is transient, so a 503 it retries.
+            return JSONResponse(
+                {"error": str(limited)},
+                status_code=503,
+                headers={"Retry-After": str(limited.retry_after)},
+            )
+        if grant is None or grant.kind != "integration":
+            if grant is not None:
                 return JSONResponse(
                     {"error": "this route takes an integration token "
                               "(escalator token create --integration ...), not a person's"},
@@ -245,6 +256,10 @@ def intake_router(
         return JSONResponse({"status": "success", "case_id": case_id})
 
     return router
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def _pd_invalid(errors: list[str], status: int = 400) -> JSONResponse:

@@ -4,10 +4,15 @@ Every policy file in the directory is loaded and validated before the API
 listens, so a broken policy is a one-line error at start-up, never a 500 later.
 A policy is named by its file name without `.yaml`: `policies/default.yaml` is
 `default`.
+
+`ESCALATOR_API_RATE` sets the rate limit per token in this process:
+`REQUESTS_PER_SECOND[,BURST]` (default `20,40`) or `off`; a bad value is a one-line
+error at start-up.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from escalator.adapters.policy_files import load_policy
@@ -28,7 +33,9 @@ async def serve(*, host: str, port: int, policies: dict[str, Policy], tokens, co
     import uvicorn
 
     from escalator.api.app import create_app
+    from escalator.api.rate_limit import rate_from_env
 
-    app = create_app(connect, tokens, policies)
+    rate = rate_from_env(os.environ)  # before listening: a bad value is a one-line error
+    app = create_app(connect, tokens, policies, rate=rate)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False)
     await uvicorn.Server(config).serve()
