@@ -19,11 +19,23 @@ Each attempt's outcome is counted in escalator_deliveries_total{channel, outcome
 activity.metric_meter(): served by the worker with ESCALATOR_METRICS_ADDRESS set.
 
 Error messages end up in the case timeline, so they say what failed in one line and
-never contain the SMTP password or a webhook's path or query (which often hold tokens).
+never contain the SMTP password or a webhook's path or query (which often hold tokens),
+nor a webhook response's body (the status and reason phrase only).
+
+Webhooks (docs/webhooks.md) are signed with ESCALATOR_WEBHOOK_SECRET when it is set
+(`X-Escalator-Signature: t=<unix>,v1=<hex HMAC-SHA256 of "<t>.<body>">`), and go to
+public addresses only: a name that resolves to a loopback, link-local, private,
+unique-local, multicast, unspecified or reserved address is refused (permanently)
+unless ESCALATOR_WEBHOOK_ALLOW_PRIVATE=true. The POST goes to the address checked,
+so the name cannot be re-pointed in between (DNS rebinding).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
+import socket
+import time
 from collections.abc import Awaitable
 from datetime import timedelta
 from email.message import EmailMessage
@@ -34,7 +46,8 @@ import httpx
 from temporalio import activity
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from escalator.adapters.settings import EscalatorSettings, SmtpSettings
+from escalator.adapters.settings import EscalatorSettings, SmtpSettings, WebhookSettings
+from escalator.domain import webhook_destination, webhook_signature
 from escalator.domain.errors import InvalidInput
 from escalator.domain.models import DeliveryReceipt, Notification
 from escalator.domain.names import PERMANENT_DELIVERY_ERROR, POST_WEBHOOK, SEND_EMAIL
@@ -69,7 +82,7 @@ class NotificationActivities:
 
     @activity.defn(name=POST_WEBHOOK)
     async def post_webhook(self, notification: Notification) -> DeliveryReceipt:
-        return await _counted("webhook", _post_webhook(notification))
+        return await _counted("webhook", _post_webhook(notification, self.settings.webhook))
 
 
 @activity.defn(name=SEND_EMAIL)
@@ -87,8 +100,14 @@ async def send_email(notification: Notification) -> DeliveryReceipt:
 
 @activity.defn(name=POST_WEBHOOK)
 async def post_webhook(notification: Notification) -> DeliveryReceipt:
-    """`post_webhook` (it reads no settings)."""
-    return await _counted("webhook", _post_webhook(notification))
+    """`post_webhook` with ESCALATOR_WEBHOOK_* read from the environment for this call."""
+    try:
+        webhook = WebhookSettings.from_env()
+    except InvalidInput as error:
+        # As for mail: a worker misconfiguration stays retryable until it is fixed.
+        _count_delivery("webhook", "failed_transient")
+        raise ApplicationError(f"webhook {notification.message_id}: {error}", type=CONFIG) from None
+    return await _counted("webhook", _post_webhook(notification, webhook))
 
 
 # -- metrics ------------------------------------------------------------------------
@@ -235,23 +254,48 @@ def _redact(text: str, settings: SmtpSettings) -> str:
 # -- webhook -----------------------------------------------------------------------
 
 
-async def _post_webhook(notification: Notification) -> DeliveryReceipt:
+async def _post_webhook(notification: Notification, settings: WebhookSettings) -> DeliveryReceipt:
     what = f"webhook {notification.message_id}"
     url = notification.webhook
     if not url:
         raise _permanent(f"{what}: no webhook URL; set one on the tier or drop the webhook")
     target = _origin(url)
+    try:
+        parts = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise _permanent(f"{what}: {target} is not a usable URL: {_one_line(error)}") from None
+    if parts.scheme not in ("http", "https") or not parts.host:
+        raise _permanent(f"{what}: {target} is not a usable URL: use http:// or https://")
+    address = await _destination(what, target, parts, settings)
+
+    body = json.dumps(webhook_payload(notification), ensure_ascii=False, separators=(",", ":"))
+    content = body.encode()
+    headers = {
+        "Content-Type": "application/json",
+        # Same key on every retry, so the receiver can drop duplicates.
+        "Idempotency-Key": header_safe(notification.message_id),
+        "User-Agent": "escalator",
+    }
+    secret = settings.secret_bytes
+    if secret is not None:
+        # A fresh time on each attempt, so a retry is inside the receiver's tolerance.
+        headers[webhook_signature.HEADER] = webhook_signature.sign(
+            secret, int(time.time()), content
+        )
+    request_url, extensions = parts, {}
+    if address is not None:
+        # Connect to the address just checked, not to whatever the name resolves to a
+        # moment later (DNS rebinding); Host and, for https, SNI and the certificate
+        # check still use the name.
+        headers["Host"] = parts.netloc.decode("ascii")
+        request_url = parts.copy_with(host=address)
+        if parts.scheme == "https":
+            extensions["sni_hostname"] = parts.host
 
     try:
         async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS) as client:
             response = await client.post(
-                url,
-                json=webhook_payload(notification),
-                # Same key on every retry, so the receiver can drop duplicates.
-                headers={
-                    "Idempotency-Key": header_safe(notification.message_id),
-                    "User-Agent": "escalator",
-                },
+                request_url, content=content, headers=headers, extensions=extensions
             )
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
         raise _permanent(f"{what}: {target} is not a usable URL: {_one_line(error)}") from None
@@ -277,15 +321,38 @@ async def _post_webhook(notification: Notification) -> DeliveryReceipt:
             detail=detail,
         )
 
-    detail = f"{what}: POST {target} → {status} {response.reason_phrase}"
-    body = _one_line(response.text)[:200]
-    if body:
-        detail += f": {body}"
+    # The status and its reason phrase only: the response body is the receiver's to
+    # word, can echo the request (case data) or hold anything, and would land in the
+    # case timeline and history.
+    detail = f"{what}: POST {target} → {status} {_one_line(response.reason_phrase)[:60]}".rstrip()
     if status in (408, 429) or status >= 500:
         raise _transient(detail, retry_after=_retry_after(response))
     # Other 4xx (the receiver rejects this request) and 3xx (POSTs are not followed:
     # the tier's URL should point at the final endpoint) will not change by retrying.
     raise _permanent(detail)
+
+
+async def _destination(
+    what: str, target: str, url: httpx.URL, settings: WebhookSettings
+) -> str | None:
+    """The address to connect to, checked; None to let httpx resolve (private allowed).
+
+    A refusal is permanent: the same name resolves the same way on the next attempt,
+    and an operator has to allow it (ESCALATOR_WEBHOOK_ALLOW_PRIVATE=true)."""
+    if settings.allow_private:
+        return None
+    host = url.host
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        # DNS may come back; the workflow's retry policy bounds how long we wait.
+        raise _transient(f"{what}: cannot resolve {target}: {_one_line(error)}") from None
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    problem = webhook_destination.refusal(host, addresses)
+    if problem is not None:
+        raise _permanent(f"{what}: refused {target}: {problem}")
+    return addresses[0]
 
 
 def _origin(url: str) -> str:

@@ -37,6 +37,9 @@ os.environ.setdefault(
     "ESCALATOR_LEDGER_URL",
     f"sqlite:///{tempfile.mkdtemp(prefix='escalator-test-ledger-')}/ledger.db",
 )
+# Webhook tests post to stand-in receivers on 127.0.0.1, which post_webhook refuses
+# otherwise; tests/test_notification_activities.py checks the refusal without this.
+os.environ.setdefault("ESCALATOR_WEBHOOK_ALLOW_PRIVATE", "true")
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -15,13 +15,16 @@ from temporalio.exceptions import ApplicationError
 
 from escalator.adapters.codec import (
     ENV_VAR,
+    REQUIRE_ENV_VAR,
     DecryptionFailed,
     EncryptionCodec,
     KeyRing,
     UnknownEncryptionKey,
     data_converter,
     generate_key_entry,
+    refused_payload,
 )
+from escalator.domain import payload_refusal
 from escalator.domain.errors import InvalidInput
 from escalator.domain.models import Customer
 
@@ -251,3 +254,47 @@ async def test_data_converter_encrypts_failure_messages_too():
     restored = await converter.decode_failure(failure)
     assert isinstance(restored, ApplicationError)
     assert restored.message == "550 mailbox unavailable: jane@acme.example"
+
+
+# -- ESCALATOR_REQUIRE_ENCRYPTION ----------------------------------------------------------
+
+
+async def test_a_plaintext_payload_is_refused_when_encryption_is_required():
+    codec = EncryptionCodec(KeyRing.parse(ENTRY_A), require_encryption=True)
+    encrypted = await codec.encode(PAYLOADS[:1])
+    decoded = await codec.decode([*encrypted, *PAYLOADS])
+    assert decoded[0] == PAYLOADS[0]  # encrypted ones read as usual
+    for refused in decoded[1:]:
+        assert refused == refused_payload()
+        assert b"Jane" not in refused.SerializeToString()  # nothing of the original
+    # What the workflow and clients see: the marker, which names the reason.
+    [value] = pydantic_data_converter.payload_converter.from_payloads([decoded[1]])
+    assert payload_refusal.refusal(value) == (
+        "payload not encrypted; ESCALATOR_REQUIRE_ENCRYPTION is on"
+    )
+    assert payload_refusal.refusal({"case_id": "x"}) is None
+    # Without the requirement, plaintext passes through (payloads from before encryption).
+    assert await EncryptionCodec(KeyRing.parse(ENTRY_A)).decode(PAYLOADS) == PAYLOADS
+
+
+async def test_data_converter_requires_encryption_from_the_variable():
+    converter = data_converter({ENV_VAR: ENTRY_A, REQUIRE_ENV_VAR: "true"})
+    assert converter.payload_codec.require_encryption
+    assert "require_encryption=True" in repr(converter.payload_codec)
+    [value] = await converter.decode(PAYLOADS[:1])
+    assert payload_refusal.refusal(value) is not None
+    for off in ("", "false", "0", "no", "off"):
+        assert not data_converter(
+            {ENV_VAR: ENTRY_A, REQUIRE_ENV_VAR: off}
+        ).payload_codec.require_encryption
+
+
+def test_requiring_encryption_without_a_key_is_a_one_line_error():
+    for environ in ({REQUIRE_ENV_VAR: "true"}, {REQUIRE_ENV_VAR: "1", ENV_VAR: "  "}):
+        with pytest.raises(InvalidInput) as caught:
+            data_converter(environ)
+        message = str(caught.value)
+        assert message.startswith(f"{REQUIRE_ENV_VAR}=true needs {ENV_VAR}")
+        assert "escalator keygen" in message and "\n" not in message
+    with pytest.raises(InvalidInput, match=f"^{REQUIRE_ENV_VAR}='maybe': must be true or false"):
+        data_converter({ENV_VAR: ENTRY_A, REQUIRE_ENV_VAR: "maybe"})

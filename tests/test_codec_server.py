@@ -18,8 +18,10 @@ from temporalio.api.common.v1 import Payload, Payloads
 from escalator.adapters.codec import ENV_VAR, EncryptionCodec, KeyRing, generate_key_entry
 from escalator.adapters.codec_server import (
     DEFAULT_ORIGINS,
+    TOKEN_ENV_VAR,
     build_app,
     check_origin,
+    check_token,
     run_codec_server,
 )
 from escalator.domain.errors import InvalidInput
@@ -33,7 +35,13 @@ PAYLOADS = [
     Payload(metadata={"encoding": b"binary/null"}),
     Payload(metadata={"encoding": b"binary/plain", "x": b"\x00\xff"}, data=bytes(range(256))),
 ]
-UI_HEADERS = {"Content-Type": "application/json", "X-Namespace": "default"}
+TOKEN = "codec-token-6b1f0e9a2c7d4e58"
+UI_HEADERS = {
+    "Content-Type": "application/json",
+    "X-Namespace": "default",
+    "Authorization": f"Bearer {TOKEN}",
+}
+NO_TOKEN = {"Content-Type": "application/json", "X-Namespace": "default"}
 
 
 def as_json(payloads: list[Payload]) -> str:
@@ -48,7 +56,7 @@ def from_json(body: dict) -> list[Payload]:
 async def server():
     """The app on a real port; yields (base URL, codec)."""
     codec = EncryptionCodec(KeyRing.parse(generate_key_entry("k1")))
-    runner = web.AppRunner(build_app(codec, allowed_origins=list(DEFAULT_ORIGINS)))
+    runner = web.AppRunner(build_app(codec, token=TOKEN, allowed_origins=list(DEFAULT_ORIGINS)))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
@@ -119,7 +127,7 @@ async def test_bad_requests_get_a_one_line_error_without_the_body(server, caplog
             error = (await resp.json())["error"]
         assert "Payloads JSON" in error and "jane" not in error and "\n" not in error
     async with session.post(
-        f"{base}/encode", data="{}", headers={"Content-Type": "text/plain"}
+        f"{base}/encode", data="{}", headers={**UI_HEADERS, "Content-Type": "text/plain"}
     ) as resp:
         assert resp.status == 415
     assert "jane" not in caplog.text
@@ -190,10 +198,11 @@ async def test_logs_one_line_per_request_without_payloads(server, caplog):
     assert "\n" not in line and "Jane" not in line and "jane" not in line
 
     caplog.clear()
-    async with session.post(f"{base}/x%0Aforged%20line/decode", data="{}", headers=UI_HEADERS):
+    async with session.post(f"{base}/x%0Aforged%20line/de%0Acode", data="{}", headers=UI_HEADERS):
         pass
     [record] = [r for r in caplog.records if r.name == "escalator.adapters.codec_server"]
-    assert "\n" not in record.getMessage() and "/x?forged line/decode 404" in record.getMessage()
+    assert "\n" not in record.getMessage()
+    assert "/x?forged line/de?code 404" in record.getMessage()
 
 
 def test_origins_must_be_plain_origins():
@@ -203,7 +212,11 @@ def test_origins_must_be_plain_origins():
         with pytest.raises(InvalidInput, match="not a Web UI origin"):
             check_origin(bad)
     with pytest.raises(InvalidInput):
-        build_app(EncryptionCodec(KeyRing.parse(generate_key_entry("k"))), allowed_origins=["*"])
+        build_app(
+            EncryptionCodec(KeyRing.parse(generate_key_entry("k"))),
+            token=TOKEN,
+            allowed_origins=["*"],
+        )
 
 
 async def test_run_codec_server_serves_the_env_keys_until_cancelled():
@@ -211,7 +224,9 @@ async def test_run_codec_server_serves_the_env_keys_until_cancelled():
     codec = EncryptionCodec(KeyRing.parse(entry))
     port = free_port()
     task = asyncio.create_task(
-        run_codec_server("127.0.0.1", port, [COMPOSE_UI], environ={ENV_VAR: entry})
+        run_codec_server(
+            "127.0.0.1", port, [COMPOSE_UI], environ={ENV_VAR: entry, TOKEN_ENV_VAR: TOKEN}
+        )
     )
     base = f"http://127.0.0.1:{port}"
     body = as_json(await codec.encode(PAYLOADS))
@@ -246,7 +261,92 @@ async def test_run_codec_server_on_a_busy_port_is_a_one_line_error():
     blocker = await asyncio.start_server(lambda r, w: None, "127.0.0.1", port)
     try:
         with pytest.raises(InvalidInput, match=f"cannot listen on 127.0.0.1:{port}.*--port"):
-            await run_codec_server("127.0.0.1", port, environ={ENV_VAR: entry})
+            await run_codec_server("127.0.0.1", port, environ={ENV_VAR: entry}, token=TOKEN)
     finally:
         blocker.close()
         await blocker.wait_closed()
+
+
+# -- the token ----------------------------------------------------------------------------
+
+
+async def test_the_codec_server_without_a_token_answers_401(server, caplog):
+    base, codec, session = server
+    caplog.set_level(logging.INFO, logger="escalator.adapters.codec_server")
+    body = as_json(await codec.encode(PAYLOADS[:1]))
+    for headers in (
+        {**NO_TOKEN, "Origin": UI},
+        {**NO_TOKEN, "Origin": UI, "Authorization": "Bearer "},
+        {**NO_TOKEN, "Origin": UI, "Authorization": f"Basic {TOKEN}"},
+    ):
+        for operation in ("decode", "encode"):
+            async with session.post(f"{base}/{operation}", data=body, headers=headers) as resp:
+                assert resp.status == 401
+                assert resp.headers["WWW-Authenticate"].startswith("Bearer")
+                # The UI can read why, so it can say so.
+                assert resp.headers["Access-Control-Allow-Origin"] == UI
+                error = (await resp.json())["error"]
+                assert "Authorization: Bearer" in error and "ESCALATOR_CODEC_TOKEN" in error
+                assert b"Jane Roe" not in await resp.read()
+    assert "(no token)" in caplog.text
+
+
+async def test_a_wrong_token_answers_401_and_is_never_logged(server, caplog):
+    base, codec, session = server
+    caplog.set_level(logging.INFO, logger="escalator.adapters.codec_server")
+    body = as_json(await codec.encode(PAYLOADS[:1]))
+    for wrong in (TOKEN[:-1], TOKEN + "x", TOKEN.upper(), "x" * 200):
+        headers = {**NO_TOKEN, "Authorization": f"Bearer {wrong}"}
+        async with session.post(f"{base}/decode", data=body, headers=headers) as resp:
+            assert resp.status == 401
+        async with session.post(f"{base}/{wrong}/decode", data=body, headers=NO_TOKEN) as resp:
+            assert resp.status == 401
+    assert "(wrong token)" in caplog.text
+    assert TOKEN[:-1] not in caplog.text and "xxxxxxxx" not in caplog.text
+
+
+async def test_the_token_may_be_the_path_segment_before_the_operation(server, caplog):
+    """For a local Web UI with no login: --ui-codec-endpoint http://localhost:8888/<token>."""
+    base, codec, session = server
+    caplog.set_level(logging.INFO, logger="escalator.adapters.codec_server")
+    body = as_json(await codec.encode(PAYLOADS))
+    async with session.post(f"{base}/{TOKEN}/decode", data=body, headers=NO_TOKEN) as resp:
+        assert resp.status == 200
+        assert from_json(await resp.json()) == PAYLOADS
+    assert TOKEN not in caplog.text
+    assert "POST /***/decode 200" in caplog.text
+
+
+async def test_preflights_need_no_token(server):
+    base, _, session = server
+    preflight = {
+        "Origin": UI,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+    }
+    for path in ("/decode", f"/{TOKEN}/encode"):
+        async with session.options(f"{base}{path}", headers=preflight) as resp:
+            assert resp.status == 204
+            assert resp.headers["Access-Control-Allow-Origin"] == UI
+            assert "authorization" in resp.headers["Access-Control-Allow-Headers"].lower()
+
+
+async def test_run_codec_server_without_a_token_refuses_to_start():
+    entry = generate_key_entry("k")
+    with pytest.raises(InvalidInput, match=r"^ESCALATOR_CODEC_TOKEN is not set.*secrets") as caught:
+        await run_codec_server("127.0.0.1", free_port(), environ={ENV_VAR: entry})
+    assert "\n" not in str(caught.value)
+    with pytest.raises(InvalidInput, match="at least 16"):
+        await run_codec_server(
+            "127.0.0.1", free_port(), environ={ENV_VAR: entry, TOKEN_ENV_VAR: "short-secret"}
+        )
+    with pytest.raises(InvalidInput) as caught:
+        await run_codec_server("127.0.0.1", free_port(), environ={ENV_VAR: entry}, token="tiny")
+    assert "tiny" not in str(caught.value)
+    with pytest.raises(InvalidInput, match="token"):
+        build_app(EncryptionCodec(KeyRing.parse(entry)), token="")
+
+
+def test_the_token_is_a_secret():
+    token = check_token(TOKEN)
+    assert TOKEN not in repr(token) and TOKEN not in str(token)

@@ -5,6 +5,7 @@ so an ApplicationError comes out exactly as the workflow's retry policy would se
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
@@ -22,7 +23,8 @@ from temporalio.testing import ActivityEnvironment
 
 import activities
 from activities import notifications
-from activities.notifications import post_webhook, send_email
+from activities.notifications import NotificationActivities, post_webhook, send_email
+from escalator.adapters.settings import EscalatorSettings, WebhookSettings
 from escalator.adapters.smtp_settings import SmtpSettings
 from escalator.devstack.mail_catcher import SmtpSink
 from escalator.devstack.processes import free_port
@@ -67,7 +69,14 @@ async def run_failing(activity_fn, notification: Notification) -> ApplicationErr
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     """Tests see only the settings they set, whatever the developer's shell exports."""
-    for name in ("SMTP_HOST", "SMTP_PORT", "SMTP_USERNAME", "SMTP_PASSWORD", "SMTP_STARTTLS"):
+    for name in (
+        "SMTP_HOST",
+        "SMTP_PORT",
+        "SMTP_USERNAME",
+        "SMTP_PASSWORD",
+        "SMTP_STARTTLS",
+        "ESCALATOR_WEBHOOK_SECRET",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MAIL_FROM", "Escalator <escalator@example.com>")
     # Loopback servers must never be reached through a proxy from the environment.
@@ -380,6 +389,7 @@ class WebhookServer:
 
     def __init__(self) -> None:
         self.status = 200
+        self.reply = b'{"received": true}'
         self.reply_headers: dict[str, str] = {}
         self.delay = 0.0
         self.requests: list[dict] = []
@@ -390,7 +400,7 @@ class WebhookServer:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append({"path": self.path, "headers": self.headers, "body": body})
                 time.sleep(server.delay)
-                reply = b'{"received": true}'
+                reply = server.reply
                 self.send_response(server.status)
                 for name, value in server.reply_headers.items():
                     self.send_header(name, value)
@@ -527,3 +537,158 @@ async def test_missing_or_unusable_webhook_url_is_permanent(webhook):
 
     assert error.type == "PermanentDeliveryError"
     assert error.non_retryable
+
+
+# -- webhook trust: destinations, signatures, response bodies ---------------------------
+
+SECRET = "whsec-test-3f9a1c7e5b2d4086"
+
+
+def webhook_settings(**fields) -> EscalatorSettings:
+    return EscalatorSettings.defaults(webhook=WebhookSettings(**fields))
+
+
+async def test_a_webhook_to_127_0_0_1_is_refused_unless_allowed(webhook_server, monkeypatch):
+    # tests/conftest.py allows private receivers for the whole session; not here.
+    monkeypatch.delenv("ESCALATOR_WEBHOOK_ALLOW_PRIVATE", raising=False)
+    url = webhook_server.url("/hooks/T0KEN-abc?key=s3cret")
+
+    error = await run_failing(post_webhook, make_notification(webhook=url))
+
+    assert error.type == "PermanentDeliveryError" and error.non_retryable
+    assert "127.0.0.1" in error.message and "loopback" in error.message
+    assert "ESCALATOR_WEBHOOK_ALLOW_PRIVATE=true" in error.message
+    assert "T0KEN" not in error.message and "s3cret" not in error.message
+    assert "\n" not in error.message
+    assert webhook_server.requests == []  # refused before any connection
+
+    refusing = NotificationActivities(webhook_settings())
+    error = await run_failing(refusing.post_webhook, make_notification(webhook=url))
+    assert "ESCALATOR_WEBHOOK_ALLOW_PRIVATE" in error.message and webhook_server.requests == []
+
+    allowing = NotificationActivities(webhook_settings(allow_private=True))
+    receipt = await run(allowing.post_webhook, make_notification(webhook=url))
+    assert receipt.detail == f"POST {webhook_server.origin} → 200"
+    assert len(webhook_server.requests) == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "kind"),
+    [
+        ("localhost", "loopback"),  # a name: resolved, then checked
+        ("127.0.0.2", "loopback"),
+        ("[::1]", "loopback"),
+        ("[::ffff:127.0.0.1]", "loopback"),
+        ("169.254.169.254", "link-local"),  # cloud metadata
+        ("[fe80::1]", "link-local"),
+        ("10.1.2.3", "private"),
+        ("172.16.0.1", "private"),
+        ("192.168.1.10", "private"),
+        ("[fd12:3456::1]", "unique-local"),
+        ("224.0.0.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("240.0.0.1", "reserved"),
+        ("100.64.0.1", "non-public"),
+    ],
+)
+async def test_non_public_destinations_are_refused_without_connecting(host, kind):
+    activities = NotificationActivities(webhook_settings())
+    notification = make_notification(webhook=f"http://{host}:9/hook")
+
+    error = await run_failing(activities.post_webhook, notification)
+
+    assert error.type == "PermanentDeliveryError" and error.non_retryable
+    assert f"is a {kind} address" in error.message, error.message
+    assert "ESCALATOR_WEBHOOK_ALLOW_PRIVATE=true" in error.message
+
+
+async def test_an_unresolvable_host_is_transient():
+    activities = NotificationActivities(webhook_settings())
+    notification = make_notification(webhook="https://no-such-host.invalid/hook")
+
+    error = await run_failing(activities.post_webhook, notification)
+
+    assert error.type == "TransientDeliveryError" and not error.non_retryable
+    assert "cannot resolve https://no-such-host.invalid" in error.message
+
+
+async def test_webhooks_are_signed_when_a_secret_is_set(webhook_server):
+    from escalator.domain.webhook_signature import verify
+
+    activities = NotificationActivities(webhook_settings(secret=SECRET, allow_private=True))
+    notification = make_notification(webhook=webhook_server.url())
+
+    before = time.time()
+    await run(activities.post_webhook, notification)
+    await run(activities.post_webhook, notification)  # a retry signs afresh
+
+    for request in webhook_server.requests:
+        header = request["headers"]["X-Escalator-Signature"]
+        timestamp = int(header.split(",")[0].removeprefix("t="))
+        assert before - 1 <= timestamp <= time.time() + 1
+        # The receiver's check, over the raw body it read (docs/webhooks.md).
+        assert verify(SECRET.encode(), header, request["body"], now=time.time())
+        assert not verify(b"another-secret-0123456789", header, request["body"], now=time.time())
+        assert not verify(SECRET.encode(), header, request["body"] + b" ", now=time.time())
+        assert not verify(SECRET.encode(), header, request["body"], now=time.time() + 301)
+        assert json.loads(request["body"]) == json.loads(json.dumps(webhook_payload(notification)))
+        assert SECRET not in str(request["headers"])
+
+
+async def test_webhooks_are_unsigned_without_a_secret(webhook_server):
+    activities = NotificationActivities(webhook_settings(allow_private=True))
+    await run(activities.post_webhook, make_notification(webhook=webhook_server.url()))
+    [request] = webhook_server.requests
+    assert "X-Escalator-Signature" not in request["headers"]
+
+
+@pytest.mark.parametrize("status", [400, 500])
+async def test_a_response_body_never_reaches_the_case(webhook_server, status):
+    webhook_server.status = status
+    webhook_server.reply = b'{"error": "bad", "echo": "jane@acme.example ROOT-TOKEN-42"}'
+
+    error = await run_failing(post_webhook, make_notification(webhook=webhook_server.url()))
+
+    reason = "Bad Request" if status == 400 else "Internal Server Error"
+    assert error.message.endswith(f"POST {webhook_server.origin} → {status} {reason}")
+    assert "jane" not in error.message and "ROOT-TOKEN" not in error.message
+
+
+async def test_a_bad_webhook_setting_is_a_retryable_config_error(monkeypatch):
+    monkeypatch.setenv("ESCALATOR_WEBHOOK_SECRET", "short")
+    error = await run_failing(post_webhook, make_notification(webhook="https://example.com/h"))
+    assert error.type == "DeliveryConfigError" and not error.non_retryable
+    assert "ESCALATOR_WEBHOOK_SECRET is 5 characters" in error.message
+    assert "short" not in error.message
+
+
+async def test_the_post_goes_to_the_address_checked_with_the_name_as_host(
+    webhook_server, monkeypatch
+):
+    """DNS rebinding: the name is resolved once, checked, and the connection made to that
+    address, so it cannot be re-pointed at a private one in between. Loopback stands in
+    for a public address here (the rule itself is tested above)."""
+    first = socket.getaddrinfo("localhost", None, type=socket.SOCK_STREAM)[0][4][0]
+    if first != "127.0.0.1":
+        pytest.skip(f"localhost resolves to {first} first here")
+    monkeypatch.setattr(notifications.webhook_destination, "refusal", lambda host, addrs: None)
+    resolved: list[str] = []
+    real_getaddrinfo = asyncio.get_running_loop().getaddrinfo
+
+    async def counting_getaddrinfo(host, *args, **kwargs):
+        resolved.append(host)
+        return await real_getaddrinfo(host, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", counting_getaddrinfo)
+    port = webhook_server.httpd.server_address[1]
+    activities = NotificationActivities(webhook_settings())
+
+    receipt = await run(
+        activities.post_webhook, make_notification(webhook=f"http://localhost:{port}/hook")
+    )
+
+    assert receipt.accepted == (f"http://localhost:{port}",)
+    [request] = webhook_server.requests
+    assert request["headers"]["Host"] == f"localhost:{port}"
+    assert request["path"] == "/hook"
+    assert resolved == ["localhost"]  # once: httpx connected to the address, not the name

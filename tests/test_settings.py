@@ -20,6 +20,7 @@ from escalator.adapters.settings import (
     EscalatorSettings,
     SmtpSettings,
     TemporalSettings,
+    WebhookSettings,
     WorkerSettings,
 )
 from escalator.adapters.temporal_client import connect
@@ -32,6 +33,7 @@ SECRETS = {
     "SMTP_PASSWORD": "smtp-pass-5e3c7a",
     "ANTHROPIC_API_KEY": "sk-ant-test-9f2b4d1e",
     "TEMPORAL_API_KEY": "tmprl-key-7c1d0e55",
+    "ESCALATOR_WEBHOOK_SECRET": "whsec-4e8a1f0c9b7d2a63",
 }
 
 
@@ -78,6 +80,8 @@ def test_defaults_need_no_configuration(no_config_file):
         sticky_timeout=timedelta(seconds=10),
         workflow_sandbox=False,
     )
+    # Webhooks: unsigned, and to public addresses only.
+    assert settings.webhook == WebhookSettings(secret=None, allow_private=False)
     # The built-in defaults, without reading anything.
     assert EscalatorSettings.defaults() == settings
 
@@ -111,6 +115,8 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
         "ESCALATOR_WORKFLOW_SANDBOX": "ON",
         "ESCALATOR_METRICS_ADDRESS": " 0.0.0.0:9100 ",
         "ESCALATOR_LEDGER_URL": "postgresql://ledger:pw@db.example.com/escalator_ledger",
+        "ESCALATOR_WEBHOOK_SECRET": SECRETS["ESCALATOR_WEBHOOK_SECRET"],
+        "ESCALATOR_WEBHOOK_ALLOW_PRIVATE": "Yes",
     }
     assert set(values) == set(EscalatorSettings.env_names()) - {"TEMPORAL_TLS"}
     for name, value in values.items():
@@ -150,6 +156,9 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
         )
         assert settings.ledger.url.get_secret_value() == values["ESCALATOR_LEDGER_URL"]
         assert "pw" not in repr(settings.ledger)
+        webhook = settings.webhook
+        assert webhook.secret.get_secret_value() == SECRETS["ESCALATOR_WEBHOOK_SECRET"]
+        assert webhook.allow_private is True
         options = options_from_settings(settings)
         assert "workflow_runner" not in options  # sandboxed
         assert options["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=3)
@@ -201,6 +210,7 @@ def test_the_cli_can_override_the_temporal_group(no_config_file):
         ("ESCALATOR_METRICS_ADDRESS", "127.0.0.1:0", "must be host:port with an IP address"),
         ("ESCALATOR_METRICS_ADDRESS", "::1:9464", "must be host:port with an IP address"),
         ("ESCALATOR_METRICS_ADDRESS", "9464/metrics", "must be host:port with an IP address"),
+        ("ESCALATOR_WEBHOOK_ALLOW_PRIVATE", "maybe", "must be true or false"),
     ],
 )
 def test_a_bad_value_is_a_one_line_error_naming_the_variable(
@@ -254,6 +264,7 @@ def test_secrets_never_show(no_config_file):
         repr(settings.smtp),
         str(settings.smtp),
         repr(settings.ai),
+        repr(settings.webhook),
         repr(NotificationActivities(settings)),
         repr(AssessmentActivities(settings)),
     ]
@@ -263,6 +274,14 @@ def test_secrets_never_show(no_config_file):
     assert "password='***'" in repr(settings.smtp) and "api_key='***'" in repr(settings.ai)
     # Where a secret is really used, it is one call away.
     assert settings.smtp.password.get_secret_value() == SECRETS["SMTP_PASSWORD"]
+
+
+def test_a_short_webhook_secret_is_refused_without_echoing_it(no_config_file):
+    with pytest.raises(InvalidInput) as caught:
+        EscalatorSettings.from_env({**no_config_file, "ESCALATOR_WEBHOOK_SECRET": "tooshort"})
+    text = str(caught.value)
+    assert text.startswith("ESCALATOR_WEBHOOK_SECRET is 8 characters; use at least 16")
+    assert "tooshort" not in text and "\n" not in text
 
 
 def test_an_error_never_echoes_a_secret(no_config_file):

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from escalator.domain.errors import describe_validation_error
 from escalator.domain.models import CaseInput
 from escalator.domain.names import ACTION_REFUSED
+from escalator.domain.payload_refusal import refusal
 
 _INVALID_INPUT_CHARS = 1000
 
@@ -40,6 +41,9 @@ def decode_case_input(payloads: tuple) -> CaseInput:
     """
     if len(payloads) != 1:
         raise InvalidInput(f"case: expected one argument (a CaseInput), got {len(payloads)}")
+    refused = refusal(payloads[0])  # plaintext, with ESCALATOR_REQUIRE_ENCRYPTION on
+    if refused is not None:
+        raise InvalidInput(f"case: {refused}")
     try:
         return CaseInput.model_validate_json(json.dumps(payloads[0]))
     except (TypeError, ValueError) as error:
@@ -54,6 +58,9 @@ def decode_case_input(payloads: tuple) -> CaseInput:
 def parse_message(model: type, value: object) -> Any:
     # Validated as JSON, which is what arrived: the messages then read the same as
     # at the edges ("actor: Input should be an object"), whoever sent the payload.
+    refused = refusal(value)  # plaintext, with ESCALATOR_REQUIRE_ENCRYPTION on
+    if refused is not None:
+        raise Malformed(refused)
     try:
         return model.model_validate_json(json.dumps(value))  # type: ignore[attr-defined]
     except (TypeError, ValueError) as error:  # pydantic's ValidationError is a ValueError

@@ -14,6 +14,12 @@ putting a new entry first and keeping the old one until no history needs it:
 The payload format is the one of temporalio samples-python `encryption/codec.py`:
 metadata `encoding: binary/encrypted` and `encryption-key-id: <id>`, data = a fresh
 12-byte nonce + the AES-GCM ciphertext of the original serialized Payload proto.
+
+ESCALATOR_REQUIRE_ENCRYPTION=true makes decoding refuse every payload that is not
+encrypted, so someone with access to the namespace but not the keys cannot slip a
+plaintext case, signal or update past the codec. A refused payload is not an error
+(that would fail the workflow task, retried for ever): it decodes to the marker of
+escalator/domain/payload_refusal.py, which the workflow's own decoding refuses at once.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import json
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,9 +43,13 @@ from temporalio.converter import (
     PayloadCodec,
 )
 
+from escalator.domain import payload_refusal
 from escalator.domain.errors import EscalatorError, InvalidInput
 
 ENV_VAR = "ESCALATOR_ENCRYPTION_KEY"
+REQUIRE_ENV_VAR = "ESCALATOR_REQUIRE_ENCRYPTION"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 ENCODING = b"binary/encrypted"
 KEY_ID_METADATA = "encryption-key-id"
 KEY_BYTES = 32  # AES-256
@@ -156,12 +167,39 @@ def _shown(key_id: bytes) -> str:
     return repr(key_id.decode("utf-8", "replace")[:64])
 
 
-class EncryptionCodec(PayloadCodec):
-    """AES-256-GCM over whole serialized payloads, with a fresh random nonce for each."""
+def refused_payload() -> Payload:
+    """What a plaintext payload decodes to when encryption is required: the marker of
+    escalator/domain/payload_refusal.py, with nothing of the original in it."""
+    return Payload(
+        metadata={
+            "encoding": b"json/plain",
+            payload_refusal.METADATA_KEY: b"plaintext",
+        },
+        data=json.dumps(payload_refusal.marker(), separators=(",", ":")).encode(),
+    )
 
-    def __init__(self, keyring: KeyRing) -> None:
+
+def require_encryption(environ: Mapping[str, str] = os.environ) -> bool:
+    """ESCALATOR_REQUIRE_ENCRYPTION as a flag; InvalidInput (one line) if not a boolean."""
+    raw = environ.get(REQUIRE_ENV_VAR, "")
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise InvalidInput(f"{REQUIRE_ENV_VAR}={raw[:40]!r}: must be true or false (or unset)")
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-256-GCM over whole serialized payloads, with a fresh random nonce for each.
+
+    With `require_encryption`, decoding replaces each payload that is not encrypted
+    with `refused_payload()` instead of passing it through."""
+
+    def __init__(self, keyring: KeyRing, *, require_encryption: bool = False) -> None:
         super().__init__()
         self.keyring = keyring
+        self.require_encryption = require_encryption
 
     @property
     def key_id(self) -> str:
@@ -186,9 +224,10 @@ class EncryptionCodec(PayloadCodec):
     async def decode(self, payloads: Iterable[Payload]) -> list[Payload]:
         decoded = []
         for payload in payloads:
-            # Payloads written before encryption was turned on still read.
             if payload.metadata.get("encoding") != ENCODING:
-                decoded.append(payload)
+                # Payloads written before encryption was turned on still read, unless
+                # encryption is required: then nothing of a plaintext one gets through.
+                decoded.append(refused_payload() if self.require_encryption else payload)
                 continue
             decoded.append(self._decrypt(payload))
         return decoded
@@ -218,7 +257,8 @@ class EncryptionCodec(PayloadCodec):
             ) from None
 
     def __repr__(self) -> str:
-        return f"EncryptionCodec({self.keyring!r})"
+        required = ", require_encryption=True" if self.require_encryption else ""
+        return f"EncryptionCodec({self.keyring!r}{required})"
 
 
 def data_converter(environ: Mapping[str, str] = os.environ) -> DataConverter:
@@ -226,13 +266,20 @@ def data_converter(environ: Mapping[str, str] = os.environ) -> DataConverter:
 
     Failure messages and stack traces are encrypted too (they can quote an address a
     mail server refused); clients with the codec, and the Web UI through the codec
-    server, read them as usual.
+    server, read them as usual. With ESCALATOR_REQUIRE_ENCRYPTION=true, plaintext
+    payloads are refused (see EncryptionCodec); that needs a key.
     """
+    required = require_encryption(environ)
     keyring = KeyRing.from_env(environ)
     if keyring is None:
+        if required:
+            raise InvalidInput(
+                f"{REQUIRE_ENV_VAR}=true needs {ENV_VAR}: set the key (generate one with "
+                f"`escalator keygen`) or unset {REQUIRE_ENV_VAR}"
+            )
         return pydantic_data_converter
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=EncryptionCodec(keyring),
+        payload_codec=EncryptionCodec(keyring, require_encryption=required),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

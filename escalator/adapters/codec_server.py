@@ -8,13 +8,21 @@ allowed origins: the dev-server UI (http://localhost:8233) and the compose UI
 `temporal server start-dev --ui-codec-endpoint http://localhost:8888`, or
 `TEMPORAL_CODEC_ENDPOINT` on the `temporalio/ui` container.
 
-Whoever can reach it can decrypt, so it listens on 127.0.0.1 unless told otherwise.
-It logs one line per request, never payload contents.
+Whoever can reach it can decrypt, so it listens on 127.0.0.1 unless told otherwise,
+and every `POST .../encode` and `.../decode` must carry the token ESCALATOR_CODEC_TOKEN
+(or the `token` its caller passes): `Authorization: Bearer <token>`, which is what the
+Web UI's "Pass access token" sends and what a reverse proxy in front of this server adds,
+or, for a local Web UI with no login, as the path segment before the operation
+(`--ui-codec-endpoint http://localhost:8888/<token>`). It refuses to start without one.
+CORS preflights (OPTIONS) carry no credentials and need none. docs/encryption.md.
+
+It logs one line per request, never payload contents and never the token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import time
@@ -23,6 +31,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
 from google.protobuf import json_format
+from pydantic import SecretStr
 from temporalio.api.common.v1 import Payload, Payloads
 from temporalio.converter import PayloadCodec
 
@@ -40,13 +49,21 @@ ALLOWED_HEADERS = "Content-Type, X-Namespace, Authorization, Authorization-Extra
 ALLOWED_METHODS = "POST, OPTIONS"
 MAX_BODY_BYTES = 16 * 1024 * 1024  # a batch of payloads near Temporal's 2 MB limit each
 PREFLIGHT_MAX_AGE = "600"
+TOKEN_ENV_VAR = "ESCALATOR_CODEC_TOKEN"
+MIN_TOKEN_CHARS = 16
+_TOKEN_FIX = (
+    "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(32))'` "
+    "and give the Web UI the same (docs/encryption.md)"
+)
 
 _ORIGINS_KEY = web.AppKey("allowed_origins", frozenset)
 _CODEC_KEY = web.AppKey("codec", PayloadCodec)
+_TOKEN_KEY = web.AppKey("token", bytes)
 # Typed request storage (aiohttp >= 3.14 warns on string keys; older ones lack RequestKey).
 _request_key = getattr(web, "RequestKey", lambda name, _type: name)
 _COUNT_KEY = _request_key("payload_count", int)
 _PROBLEM_KEY = _request_key("problem", str)
+_PATH_TOKEN_KEY = _request_key("path_token", bool)
 _Operation = Callable[[Iterable[Payload]], Awaitable[list[Payload]]]
 
 
@@ -66,13 +83,38 @@ def check_origin(text: str) -> str:
     return origin.lower()
 
 
+def check_token(token: str | SecretStr | None, *, source: str = TOKEN_ENV_VAR) -> SecretStr:
+    """The codec server's token; InvalidInput (one line, never the token) if unusable."""
+    text = token.get_secret_value() if isinstance(token, SecretStr) else (token or "")
+    text = text.strip()
+    if not text:
+        raise InvalidInput(
+            f"{source} is not set: the codec server decrypts for whoever calls it, so it "
+            f"needs a token; {_TOKEN_FIX}"
+        )
+    if len(text) < MIN_TOKEN_CHARS or not all(c.isascii() and c.isprintable() for c in text):
+        raise InvalidInput(
+            f"{source} must be at least {MIN_TOKEN_CHARS} printable ASCII characters "
+            f"(it has {len(text)}); {_TOKEN_FIX}"
+        )
+    if "/" in text or " " in text or "," in text:
+        raise InvalidInput(f"{source} must not contain '/', ',' or spaces; {_TOKEN_FIX}")
+    return SecretStr(text)
+
+
 def build_app(
-    codec: PayloadCodec, *, allowed_origins: Sequence[str] = DEFAULT_ORIGINS
+    codec: PayloadCodec,
+    *,
+    token: str | SecretStr,
+    allowed_origins: Sequence[str] = DEFAULT_ORIGINS,
 ) -> web.Application:
-    """The codec HTTP app: /encode and /decode with CORS for `allowed_origins` only."""
+    """The codec HTTP app: /encode and /decode for callers with `token`, with CORS for
+    `allowed_origins` only."""
+    secret = check_token(token, source="the codec server token")
     app = web.Application(middlewares=[_log_and_cors], client_max_size=MAX_BODY_BYTES)
     app[_ORIGINS_KEY] = frozenset(check_origin(origin) for origin in allowed_origins)
     app[_CODEC_KEY] = codec
+    app[_TOKEN_KEY] = secret.get_secret_value().encode("ascii")
     app.router.add_route("POST", "/{path:.*}", _codec_request)
     app.router.add_route("OPTIONS", "/{path:.*}", _preflight)
     return app
@@ -81,6 +123,32 @@ def build_app(
 def _operation(request: web.Request) -> str | None:
     last = request.path.rstrip("/").rsplit("/", 1)[-1]
     return last if last in {"encode", "decode"} else None
+
+
+def _presented_token(request: web.Request) -> tuple[bytes | None, bool]:
+    """The token the request presents, and whether it came in the path (a local Web UI
+    configured with `http://host:port/<token>` as its codec endpoint)."""
+    scheme, _, value = request.headers.get(hdrs.AUTHORIZATION, "").strip().partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip().encode("utf-8", "replace"), False
+    segments = request.path.rstrip("/").split("/")
+    if len(segments) >= 3 and segments[-2]:
+        return segments[-2].encode("utf-8", "replace"), True
+    return None, False
+
+
+def _authorized(request: web.Request) -> bool:
+    presented, in_path = _presented_token(request)
+    if presented is None:
+        request[_PROBLEM_KEY] = "no token"
+        return False
+    # Constant time: the comparison must not tell an attacker how much of a guess is right.
+    if hmac.compare_digest(presented, request.app[_TOKEN_KEY]):
+        if in_path:
+            request[_PATH_TOKEN_KEY] = True
+        return True
+    request[_PROBLEM_KEY] = "wrong token"
+    return False
 
 
 def _foreign_origin(request: web.Request) -> bool:
@@ -107,11 +175,19 @@ async def _preflight(request: web.Request) -> web.Response:
 
 
 async def _codec_request(request: web.Request) -> web.Response:
+    if _foreign_origin(request):
+        return _refuse(403, "origin not allowed; add it with --origin")
+    if not _authorized(request):
+        response = _refuse(
+            401,
+            "this codec server needs its token: send Authorization: Bearer <token> "
+            f"({TOKEN_ENV_VAR} where it runs)",
+        )
+        response.headers[hdrs.WWW_AUTHENTICATE] = 'Bearer realm="escalator-codec"'
+        return response
     operation = _operation(request)
     if operation is None:
         return _refuse(404, "not found: use POST /encode or POST /decode")
-    if _foreign_origin(request):
-        return _refuse(403, "origin not allowed; add it with --origin")
     # aiohttp reports a missing Content-Type as application/octet-stream.
     if request.content_type not in {"application/json", "application/octet-stream"}:
         return _refuse(415, "send Content-Type: application/json")
@@ -153,7 +229,7 @@ async def _log_and_cors(request: web.Request, handler) -> web.StreamResponse:
     log.info(
         "%s %s %d%s origin=%s namespace=%s %.0fms%s",
         request.method,
-        _loggable(request.path),
+        _loggable(_shown_path(request)),
         response.status,
         f" payloads={count}" if count is not None else "",
         _loggable(origin or "-"),
@@ -164,6 +240,18 @@ async def _log_and_cors(request: web.Request, handler) -> web.StreamResponse:
     if isinstance(response, web.HTTPException) and response.status >= 400:
         raise response
     return response
+
+
+def _shown_path(request: web.Request) -> str:
+    """The path for the log: never a token. A POST that was not authorized may carry a
+    mistyped token in its path, and one that was may carry the real one."""
+    if request.method == "POST" and (
+        request.get(_PATH_TOKEN_KEY) or request.get(_PROBLEM_KEY) in ("no token", "wrong token")
+    ):
+        segments = request.path.rstrip("/").split("/")
+        if len(segments) >= 3:
+            return "/***/" + segments[-1]
+    return request.path
 
 
 def _loggable(text: str) -> str:
@@ -182,16 +270,25 @@ def codec_from_env(environ: Mapping[str, str] = os.environ) -> EncryptionCodec:
     return EncryptionCodec(keyring)
 
 
+def token_from_env(environ: Mapping[str, str] = os.environ) -> SecretStr:
+    """ESCALATOR_CODEC_TOKEN; InvalidInput (one line) when unset or too weak."""
+    return check_token(environ.get(TOKEN_ENV_VAR))
+
+
 async def run_codec_server(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     origins: Sequence[str] = DEFAULT_ORIGINS,
     *,
     codec: PayloadCodec | None = None,
+    token: str | SecretStr | None = None,
     environ: Mapping[str, str] = os.environ,
 ) -> None:
-    """Serve the codec (from ESCALATOR_ENCRYPTION_KEY unless given) until cancelled."""
-    app = build_app(codec or codec_from_env(environ), allowed_origins=origins)
+    """Serve the codec (from ESCALATOR_ENCRYPTION_KEY unless given) to callers with the
+    token (`token`, else ESCALATOR_CODEC_TOKEN) until cancelled."""
+    codec = codec or codec_from_env(environ)
+    secret = check_token(token) if token is not None else token_from_env(environ)
+    app = build_app(codec, token=secret, allowed_origins=origins)
     runner = web.AppRunner(app, access_log=None)  # our middleware logs each request
     await runner.setup()
     try:

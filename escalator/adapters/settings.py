@@ -16,6 +16,8 @@
   - `worker` (`WorkerSettings`): ESCALATOR_MAX_CACHED_WORKFLOWS, ESCALATOR_AI_CONCURRENCY,
     ESCALATOR_GRACEFUL_SHUTDOWN_TIMEOUT, ESCALATOR_STICKY_TIMEOUT,
     ESCALATOR_WORKFLOW_SANDBOX, ESCALATOR_METRICS_ADDRESS.
+  - `webhook` (`WebhookSettings`): ESCALATOR_WEBHOOK_SECRET (signs each POST),
+    ESCALATOR_WEBHOOK_ALLOW_PRIVATE (allow loopback and private receivers).
 
 Every variable keeps the name it had before this model existed. Empty values count as
 unset (`SMTP_USERNAME=` in a .env file means "no auth"), and surrounding spaces are
@@ -26,7 +28,8 @@ variable and the fix. Secrets are `SecretStr`, shown as '***' in repr and str an
 Each group also loads on its own (`SmtpSettings.from_env(environ)`), and its plain
 constructor (`TemporalSettings(address=...)`) gives the defaults, never the environment.
 `EscalatorSettings()` reads `os.environ`; `EscalatorSettings.from_env(mapping)` reads only
-`mapping`. ESCALATOR_ENCRYPTION_KEY stays with the payload codec (escalator/adapters/codec.py).
+`mapping`. ESCALATOR_ENCRYPTION_KEY and ESCALATOR_REQUIRE_ENCRYPTION stay with the payload
+codec (escalator/adapters/codec.py), ESCALATOR_CODEC_TOKEN with the codec server.
 
 Longer than most modules: every setting and its one-line error live together,
 so the precedence of variables, profiles and defaults is stated once.
@@ -478,6 +481,48 @@ def metrics_bind_address(raw: str) -> str:
     return f"{shown}:{int(port)}"
 
 
+class WebhookSettings(_Group):
+    """How `post_webhook` signs and where it may send (docs/webhooks.md)."""
+
+    _MIN_SECRET_CHARS: ClassVar[int] = 16
+
+    # Shared with the receivers; each POST carries X-Escalator-Signature when it is set.
+    secret: SecretStr | None = _env(None, "ESCALATOR_WEBHOOK_SECRET")
+    # Loopback, link-local and private receivers are refused unless this is true.
+    allow_private: bool = _env(False, "ESCALATOR_WEBHOOK_ALLOW_PRIVATE")
+
+    @field_validator("secret", mode="before")
+    @classmethod
+    def _secret(cls, raw: Any) -> Any:
+        value = raw.get_secret_value() if isinstance(raw, SecretStr) else raw
+        if isinstance(value, str) and len(value) < cls._MIN_SECRET_CHARS:
+            # Never echoed: even a short secret is a secret.
+            raise _EnvValueError(
+                f"ESCALATOR_WEBHOOK_SECRET is {len(value)} characters; use at least "
+                f"{cls._MIN_SECRET_CHARS} random ones, e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        return raw
+
+    @field_validator("allow_private", mode="before")
+    @classmethod
+    def _flag(cls, raw: Any) -> Any:
+        if not isinstance(raw, str):
+            return raw
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in {"0", "false", "no", "off"}:
+            return False
+        raise _EnvValueError(
+            f"ESCALATOR_WEBHOOK_ALLOW_PRIVATE={raw!r}: must be true or false (or unset)"
+        )
+
+    @property
+    def secret_bytes(self) -> bytes | None:
+        return self.secret.get_secret_value().encode() if self.secret else None
+
+
 DEFAULT_LEDGER_URL = "sqlite:///.data/ledger.db"  # under the data directory
 
 
@@ -508,6 +553,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "ai": AiSettings,
     "worker": WorkerSettings,
     "ledger": LedgerSettings,
+    "webhook": WebhookSettings,
 }
 
 
@@ -535,6 +581,7 @@ class EscalatorSettings(BaseSettings):
     ai: AiSettings = AiSettings()
     worker: WorkerSettings = WorkerSettings()
     ledger: LedgerSettings = LedgerSettings()
+    webhook: WebhookSettings = WebhookSettings()
 
     @classmethod
     def settings_customise_sources(
