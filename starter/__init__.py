@@ -366,6 +366,12 @@ class EscalatorClient:
             if isinstance(cause, ApplicationError) and cause.type == ACTION_REFUSED:
                 raise ActionRefused(cause.message) from None
             raise ActionRefused(f"rejected: {cause or error}") from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            # No worker took the update in time. Retrying with the same update id
+            # is safe: Temporal answers that update once, whenever it runs.
+            raise TemporalUnavailable(
+                f"case {case_id}: no answer in time; is a worker running? retry the request"
+            ) from None
         except RPCError as error:
             raise await self._explain(case_id, error) from None
 
@@ -378,6 +384,10 @@ class EscalatorClient:
         except WorkflowUpdateFailedError as error:
             cause = error.cause
             raise ActionRefused(getattr(cause, "message", None) or str(error)) from None
+        except WorkflowUpdateRPCTimeoutOrCancelledError:
+            raise TemporalUnavailable(
+                f"case {case_id}: no answer in time; is a worker running? retry the request"
+            ) from None
         except RPCError as error:
             raise await self._explain(case_id, error) from None
 
