@@ -38,6 +38,7 @@ from escalator.adapters.token_store import TokenStore
 from escalator.adapters.visibility import case_query, case_row
 from escalator.api.intake import intake_router
 from escalator.api.rate_limit import DEFAULT_RATE, Gate, Rate, RateLimited, RateLimiter
+from escalator.api.stream import stream_routes
 from escalator.domain.assessment import Audience, Draft
 from escalator.domain.errors import EscalatorError, InvalidInput, describe_validation_error
 from escalator.domain.models import ActionResult, CaseInput, CaseStatus
@@ -164,6 +165,7 @@ def create_app(
     *,
     rate: Rate | None = DEFAULT_RATE,
     idempotency: IdempotencyStore | None = None,
+    web_ui: str | None = None,
 ) -> FastAPI:
     """The API over the cases `connect()` reaches, with identities from `tokens` and
     the named `policies` (loaded and validated before the API starts).
@@ -376,6 +378,11 @@ def create_app(
 
     # Alert sources: integration tokens only (escalator/api/intake.py).
     app.include_router(intake_router(escalator, gate, policies))
+    # The live stream and the /queue page (docs/stream.md); `web_ui` is where the
+    # page links a case (default: ESCALATOR_WEB_UI, else the dev server's UI).
+    stream = stream_routes(escalator, tokens, web_ui=web_ui)
+    app.include_router(stream)
+    app.state.stream_feeds = stream.feeds
     return app
 
 
