@@ -667,3 +667,48 @@ async def figure_g(ctx: Context) -> Figure:
         note=f"p95 {esc['p95_s']} s, max {esc['max_s']} s",
     )
     return Figure(rows=[row], raw=raw)
+
+
+# -- (h) the HTTP API's claim latency -------------------------------------------------------
+
+
+async def figure_h(ctx: Context) -> Figure:
+    from bench.api_latency import claim_latency
+
+    async with stack(ctx, "escalator", "api-latency") as st:
+        raw = await claim_latency(st, ctx.workdir, ctx.size("api_claims"), _lifecycle_plan(ctx))
+    api, client = raw["api_ms"], raw["client_ms"]
+    ctx.log(f"  claim p50/p95: API {api['p50']}/{api['p95']} ms, client {client['p50']}/"
+            f"{client['p95']} ms")  # fmt: skip
+    rows = [
+        Row("h-p50", "API claim latency, p50 (vs the Python client's update)", "ms",
+            api["p50"], client["p50"], "informational", None,
+            note=f"{api['n']} claims through POST /v1/cases/{{id}}/claim, {client['n']} "
+                 "through EscalatorClient.claim, one at a time, same stack"),
+        Row("h-p95", "API claim latency, p95 (vs the Python client's update)", "ms",
+            api["p95"], client["p95"], "informational", None),
+    ]  # fmt: skip
+    return Figure(rows=rows, raw=raw)
+
+
+# -- (i) the live stream's delivery latency -------------------------------------------------
+
+
+async def figure_i(ctx: Context) -> Figure:
+    import statistics
+
+    from bench.stream_latency import measure
+
+    latencies = await measure(ctx.size("stream_cases"))
+    p50 = statistics.median(latencies)
+    p95 = statistics.quantiles(latencies, n=20, method="inclusive")[-1]
+    ctx.log(f"  stream p50 {p50:.3f} s, p95 {p95:.3f} s over {len(latencies)} transitions")
+    rows = [
+        Row("i-p50", "Live stream: transition to the event at an SSE client, p50", "s",
+            _r(p50), None, "informational", None,
+            note=f"{len(latencies)} transitions (open, claim) sent to one API replica, "
+                 "read from the other's /v1/stream"),
+        Row("i-p95", "Live stream: transition to the event at an SSE client, p95", "s",
+            _r(p95), None, "≤ 2 s", p95 <= 2.0, note=f"max {max(latencies):.3f} s"),
+    ]  # fmt: skip
+    return Figure(rows=rows, raw={"latencies_s": [_r(v) for v in latencies]})

@@ -2,7 +2,7 @@
 
     python -m bench.run              # the full suite, about 10 minutes on 2 CPUs
     python -m bench.run --smoke      # tiny sizes, under a minute: checks the harness
-    python -m bench.run --only a,c   # some figures (a b c d e f g)
+    python -m bench.run --only a,c   # some figures (a b c d e f g h i)
     python -m bench.run --set max_cached_workflows=200   # a worker setting, both sides
     python -m bench.run --size capacity_cases=500        # override one size
 
@@ -34,7 +34,7 @@ from bench.harness import ROOT, stop_all_children
 from escalator.devstack.binaries import find_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("a", "b", "c", "d", "e", "f", "g")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
 
 # Scaled to finish in about 10 minutes on a 2-CPU machine; see docs/benchmarks.md.
 FULL = {
@@ -58,6 +58,8 @@ FULL = {
     "ai_good_cases": 10,
     "ai_first_response": 4.0,
     "simulation_cases": 100,  # (g)
+    "api_claims": 200,  # (h) claims, half through the API, half through the client
+    "stream_cases": 50,  # (i) cases, two transitions each
 }
 SMOKE = {
     **FULL,
@@ -78,6 +80,8 @@ SMOKE = {
     "ai_good_cases": 1,
     "ai_first_response": 1.0,
     "simulation_cases": 3,
+    "api_claims": 6,
+    "stream_cases": 3,
 }
 
 
@@ -156,7 +160,14 @@ async def run_suite(ctx: figures.Context, wanted: set[str]) -> dict:
         if fig:
             rows += fig.rows
             raw["f"] = fig.raw
-    for key, work in (("e", figures.figure_e), ("d", figures.figure_d), ("g", figures.figure_g)):
+    later = (
+        ("e", figures.figure_e),
+        ("d", figures.figure_d),
+        ("g", figures.figure_g),
+        ("h", figures.figure_h),
+        ("i", figures.figure_i),
+    )
+    for key, work in later:
         if key in wanted:
             fig = await measure(key, work(ctx))
             if fig:

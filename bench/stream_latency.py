@@ -9,7 +9,7 @@ loopback. Each case is opened and then claimed through replica 2, at random phas
 the pollers' cycle, while a client reads `GET /v1/stream` from replica 1; the
 latency is from just before the request is sent to the event's arrival (so it
 includes the API, the workflow task, visibility and the poll). Prints p50/p95/max.
-Not part of bench/run.py.
+`python -m bench.run --only i` runs it as figure (i).
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from escalator.adapters.token_store import TokenStore
 from escalator.api.app import create_app
-from escalator.api.stream import stream_routes
 from escalator.devstack.binaries import find_binary
 from escalator.devstack.mail_catcher import SmtpSink
 from escalator.devstack.processes import free_port
@@ -93,8 +92,7 @@ async def measure(cases: int) -> list[float]:
 
     servers = []
     for _ in range(2):
-        app = create_app(connect, tokens, {"default": POLICY})
-        app.include_router(stream_routes(connect, tokens))
+        app = create_app(connect, tokens, {"default": POLICY})  # the stream included
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="on"))  # fmt: skip
