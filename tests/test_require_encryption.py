@@ -97,3 +97,6 @@ async def test_plaintext_signals_and_updates_are_refused_and_the_case_goes_on(re
     assert claimed.assignee == "agent-ana"
     assert await workflow_task_failures(raw) == 0
     await escalator.resolve(case_id, actor("agent-ana"), "done")
+    # Closed before its worker goes: a case left mid-task would hold the shared
+    # time-skipping server's clock for the tests after this one.
+    await escalator.outcome(case_id)
