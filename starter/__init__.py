@@ -231,10 +231,7 @@ class EscalatorClient:
         except WorkflowAlreadyStartedError:
             raise CaseExists(f"case {case.case_id} is closed; its id is not used again") from None
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == ACTION_REFUSED:
-                raise ActionRefused(cause.message) from None
-            raise ActionRefused(f"rejected: {cause or error}") from None
+            raise _refusal(error) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             raise TemporalUnavailable(f"case {case.case_id}: Temporal did not answer") from None
         except RPCError as error:
@@ -362,10 +359,7 @@ class EscalatorClient:
             await handle.signal(signal_name, request)
             return None
         except WorkflowUpdateFailedError as error:
-            cause = error.cause
-            if isinstance(cause, ApplicationError) and cause.type == ACTION_REFUSED:
-                raise ActionRefused(cause.message) from None
-            raise ActionRefused(f"rejected: {cause or error}") from None
+            raise _refusal(error) from None
         except WorkflowUpdateRPCTimeoutOrCancelledError:
             # No worker took the update in time. Retrying with the same update id
             # is safe: Temporal answers that update once, whenever it runs.
@@ -445,6 +439,14 @@ class EscalatorClient:
                 return None
             raise
         return WorkflowExecutionStatus(response.workflow_execution_info.status)
+
+
+def _refusal(error: WorkflowUpdateFailedError) -> ActionRefused:
+    """The case's refusal of an update, in its own words where it gave them."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError) and cause.type == ACTION_REFUSED:
+        return ActionRefused(cause.message)
+    return ActionRefused(f"rejected: {cause or error}")
 
 
 # RPC failures that mean Temporal cannot answer now (the caller may retry).

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -476,9 +477,15 @@ def stream_routes(
     return router
 
 
+@functools.cache
+def _static_bytes(name: str) -> bytes:
+    # Read once per process: the page's files do not change while it runs.
+    return (STATIC / name).read_bytes()
+
+
 def _static(name: str, media_type: str) -> Response:
     return Response(
-        (STATIC / name).read_bytes(),
+        _static_bytes(name),
         media_type=media_type,
         headers={"Content-Security-Policy": PAGE_CSP},
     )
