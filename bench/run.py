@@ -2,7 +2,7 @@
 
     python -m bench.run              # the full suite, about 10 minutes on 2 CPUs
     python -m bench.run --smoke      # tiny sizes, under a minute: checks the harness
-    python -m bench.run --only a,c   # some figures (a b c d e f g h i)
+    python -m bench.run --only a,c   # some figures (a b c d e f g h i j)
     python -m bench.run --set max_cached_workflows=200   # a worker setting, both sides
     python -m bench.run --size capacity_cases=500        # override one size
 
@@ -34,7 +34,7 @@ from bench.harness import ROOT, stop_all_children
 from escalator.devstack.binaries import find_binary
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i")
+ALL = ("a", "b", "c", "d", "e", "f", "g", "h", "i", "j")
 
 # Scaled to finish in about 10 minutes on a 2-CPU machine; see docs/benchmarks.md.
 FULL = {
@@ -60,6 +60,8 @@ FULL = {
     "simulation_cases": 100,  # (g)
     "api_claims": 200,  # (h) claims, half through the API, half through the client
     "stream_cases": 50,  # (i) cases, two transitions each
+    "simulator_cases": 10_000,  # (j) past cases re-run by `escalator simulate`
+    "simulator_ts_sample": 20,  # (j) the same kind of case on the time-skipping server
 }
 SMOKE = {
     **FULL,
@@ -82,6 +84,8 @@ SMOKE = {
     "simulation_cases": 3,
     "api_claims": 6,
     "stream_cases": 3,
+    "simulator_cases": 300,
+    "simulator_ts_sample": 2,
 }
 
 
@@ -166,6 +170,7 @@ async def run_suite(ctx: figures.Context, wanted: set[str]) -> dict:
         ("g", figures.figure_g),
         ("h", figures.figure_h),
         ("i", figures.figure_i),
+        ("j", figures.figure_j),
     )
     for key, work in later:
         if key in wanted:

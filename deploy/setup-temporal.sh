@@ -35,6 +35,7 @@ SEARCH_ATTRIBUTES=(
   NeedsReview=Bool
   CaseCategory=Keyword
   CustomerTier=Keyword
+  PolicyVersion=Keyword
 )
 # END search-attributes
 

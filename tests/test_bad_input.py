@@ -432,8 +432,15 @@ CLI_CASES = [
     CliCase("unknown-subcommand", "`escalator frobnicate`", ("frobnicate",),
             "escalator: argument command: invalid choice: 'frobnicate' (choose from 'up', 'worker', 'keygen', "
             "'codec-server', 'start', 'claim', 'resolve', 'escalate', 'note', 'hold', 'resume', 'deescalate', "
-            "'severity', 'reopen', 'draft', 'status', 'queue', 'report', 'review', 'ledger', 'api', 'token', "
-            "'list') (see `escalator --help`)"),
+            "'severity', 'reopen', 'draft', 'status', 'queue', 'report', 'review', 'ledger', 'policy', 'simulate', 'api', "
+            "'token', 'list') (see `escalator --help`)"),
+    CliCase("simulate-policy-missing", "`escalator simulate --policy nope.yaml`",
+            ("simulate", "--policy", "nope.yaml"),
+            "escalator: nope.yaml: file not found; pass an existing policy file"),
+    CliCase("simulate-bad-assumption", "`escalator simulate --policy p.yaml --assume whenever`",
+            ("simulate", "--policy", "policies/default.yaml", "--assume", "whenever"),
+            "escalator simulate: argument --assume: invalid choice: 'whenever' (choose from "
+            "'same-time', 'same-delay') (see `escalator simulate --help`)"),
     CliCase("review-unknown-timezone", "`escalator review schedule … --timezone Europe/Berln`",
             _review("--timezone", "Europe/Berln"),
             "escalator: --timezone: 'Europe/Berln' is not a time zone, e.g. Europe/Berlin"),

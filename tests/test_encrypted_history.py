@@ -73,6 +73,7 @@ PATCH_IDS = {
     patches.CASE_INPUT_SIZE,
     patches.CASE_LEDGER,
     patches.DEADLINES_ALWAYS_TIMED,
+    patches.POLICY_VERSION,
     patches.SEVERITY_RAISE_ONLY,
 }
 

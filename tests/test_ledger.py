@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import SecretStr
 from record_histories import CONVERTER
+from sqlalchemy import MetaData, Table, create_engine, inspect, select
 from support import (
     DEFAULT_POLICY,
     HOUR,
@@ -29,13 +31,22 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from activities.ledger import LedgerActivities
-from escalator.adapters.ledger_store import LedgerStore
+from escalator.adapters import ledger_store
+from escalator.adapters.ledger_store import (
+    LedgerStore,
+    _case_row,
+    _event_row,
+    _fill_policy_versions,
+    cases,
+)
+from escalator.adapters.ledger_store import metadata as ledger_metadata
 from escalator.adapters.settings import EscalatorSettings, LedgerSettings
 from escalator.domain import limits
 from escalator.domain.errors import InvalidInput
 from escalator.domain.ledger import LedgerBatch, LedgerCase, LedgerEvent
 from escalator.domain.models import CaseInput
 from escalator.domain.names import RECORD_TO_LEDGER
+from escalator.domain.policy_version import policy_version
 from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
 
@@ -111,7 +122,7 @@ def test_a_bad_ledger_url_is_one_line_naming_the_variable():
     assert "hunter2" not in str(error.value) and "\n" not in str(error.value)
 
 
-def test_a_ledger_from_an_older_escalator_is_one_line_saying_how_to_rebuild_it(tmp_path):
+def test_a_ledger_lacking_a_required_column_is_one_line_saying_how_to_rebuild_it(tmp_path):
     import sqlite3
     import subprocess
     import sys
@@ -123,6 +134,9 @@ def test_a_ledger_from_an_older_escalator_is_one_line_saying_how_to_rebuild_it(t
     with pytest.raises(InvalidInput, match=r"^ledger: table ledger_(events|cases) lacks ") as error:
         LedgerStore(f"sqlite:///{path}").counts()
     assert "escalator ledger backfill" in str(error.value) and "\n" not in str(error.value)
+    # Only the columns that must not be NULL: those no migration can add.
+    assert "kind" in str(error.value) or "account" in str(error.value)
+    assert "until" not in str(error.value) and "policy_version" not in str(error.value)
     env = {**os.environ, "ESCALATOR_LEDGER_URL": f"sqlite:///{path}"}
     report = subprocess.run(
         [sys.executable, "-m", "escalator.cli", "report", "--no-open"],
@@ -130,6 +144,110 @@ def test_a_ledger_from_an_older_escalator_is_one_line_saying_how_to_rebuild_it(t
     )  # fmt: skip
     assert report.returncode == 2 and report.stderr.count("\n") == 1, report.stderr
     assert "lacks" in report.stderr and "Traceback" not in report.stderr
+
+
+# The columns added since the case ledger first shipped: all nullable, so an older
+# ledger gains them when it is opened (an additive migration).
+ADDED = {"ledger_events": {"until"}, "ledger_cases": {"policy_version"}}
+
+
+def _old_ledger(url: str) -> None:
+    """The ledger as the release before `until` and `policy_version` made it, with
+    a few rows: two cases (one whose policy snapshot no longer validates) and an event."""
+    old = MetaData()
+    for table in ledger_metadata.sorted_tables:
+        columns = [c._copy() for c in table.columns if c.name not in ADDED[table.name]]
+        Table(table.name, old, *columns)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.begin() as connection:
+            for table in reversed(ledger_metadata.sorted_tables):
+                connection.exec_driver_sql(f"DROP TABLE IF EXISTS {table.name}")
+        old.create_all(engine)
+        row = _case_row(_facts())
+        for name in ADDED["ledger_cases"]:
+            del row[name]
+        broken = {**row, "case_id": "c-broken", "policy": {"name": "gone", "tiers": "nope"}}
+        with engine.begin() as connection:
+            connection.execute(old.tables["ledger_cases"].insert(), [
+                {**row, "written_at": T0}, {**broken, "written_at": T0},
+            ])  # fmt: skip
+            connection.execute(
+                old.tables["ledger_events"].insert(),
+                [{k: v for k, v in _event_row(_event(1, "hold")).items() if k != "until"}],
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.loopback)])
+def old_ledger_url(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/ledger.db"
+    else:
+        url = request.getfixturevalue("postgres_url")  # the module-wide server
+    _old_ledger(url)
+    return url
+
+
+def test_an_older_ledger_gains_the_new_columns_and_its_rows_their_policy_version(
+    old_ledger_url, monkeypatch
+):
+    fills = {("ledger_cases", "policy_version"): lambda c: _fill_policy_versions(c, page=1)}
+    monkeypatch.setattr(ledger_store, "_FILLS", fills)  # one row a page: the paging too
+    store = LedgerStore(old_ledger_url)
+    try:
+        assert store.counts() == {"ledger_events": 1, "ledger_cases": 2}
+        found = inspect(store.engine)
+        for table, names in ADDED.items():
+            assert names <= {c["name"] for c in found.get_columns(table)}, table
+        indexed = {c for i in found.get_indexes("ledger_cases") for c in i["column_names"]}
+        assert "policy_version" in indexed
+        # Filled from each row's own snapshot; a snapshot that no longer validates
+        # leaves it NULL, and the row still reads.
+        version = policy_version(DEFAULT_POLICY)
+        assert store.case("c-1").policy_version == version
+        with store.engine.connect() as connection:
+            filled = dict(connection.execute(select(cases.c.case_id, cases.c.policy_version)).all())
+        assert filled == {"c-1": version, "c-broken": None}
+        [history] = store.histories(policy_version=version)
+        assert history.facts.case_id == "c-1" and history.events[0].until is None
+        assert store.histories(policy_version="default@000000000000") == []
+        # The migrated ledger takes the new fields.
+        until = T0 + 3 * HOUR
+        store.write(LedgerBatch(case_id="c-1", events=(_event(2, "hold", until=until),)))
+        assert [e.until for e in store.events_of("c-1")] == [None, until]
+    finally:
+        store.close()
+    again = LedgerStore(old_ledger_url)  # opening it again changes nothing
+    try:
+        assert again.counts() == {"ledger_events": 2, "ledger_cases": 2}
+        assert again.case("c-1").policy_version == version
+    finally:
+        again.close()
+
+
+def test_two_processes_opening_an_older_ledger_at_once_migrate_it_once(tmp_path):
+    url = f"sqlite:///{tmp_path}/ledger.db"
+    _old_ledger(url)
+    stores = [LedgerStore(url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(len(stores)) as pool:
+            counts = list(pool.map(lambda store: store.counts(), stores))
+        assert counts == [{"ledger_events": 1, "ledger_cases": 2}] * len(stores)
+        assert stores[0].case("c-1").policy_version == policy_version(DEFAULT_POLICY)
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_a_batch_from_an_older_worker_gets_its_policy_version_from_the_snapshot(
+    store: LedgerStore,
+):
+    facts = _facts()  # as an older worker sends it: no policy_version
+    assert facts.policy_version is None
+    store.write(LedgerBatch(case_id="c-1", case=facts))
+    assert store.case("c-1").policy_version == policy_version(DEFAULT_POLICY)
 
 
 async def test_an_unreachable_ledger_is_a_retryable_error_without_the_password():
@@ -159,7 +277,8 @@ async def test_a_case_writes_every_event_and_its_facts_once_it_resolves(desk):
     escalator = desk.escalator
     await escalator.claim("ledger-1", actor("bob"))
     await escalator.add_note("ledger-1", actor("bob"), "looking at the cert")
-    await escalator.hold("ledger-1", actor("bob"), "waiting on the customer")
+    held_until = (await escalator.status("ledger-1")).as_of + 3 * HOUR
+    await escalator.hold("ledger-1", actor("bob"), "waiting on the customer", until=held_until)
     await desk.after(HOUR)
     await escalator.resume("ledger-1", actor("bob"))
     await escalator.resolve("ledger-1", actor("bob"), "cleared cert cache")
@@ -177,6 +296,9 @@ async def test_a_case_writes_every_event_and_its_facts_once_it_resolves(desk):
     for kind in ("created", "sla_warning", "escalated", "claimed", "note", "hold", "resumed"):
         assert kind in kinds, kind
     assert kinds.count("resolved") == 1
+    [held] = [e for e in events if e.kind == "hold"]
+    assert held.until == held_until  # as the person asked; other entries have none
+    assert all(e.until is None for e in events if e.kind != "hold")
     [moved] = [e for e in events if e.kind == "escalated"]
     assert (moved.from_level, moved.tier_level, moved.reason, moved.actor) == (
         1,
@@ -187,6 +309,7 @@ async def test_a_case_writes_every_event_and_its_facts_once_it_resolves(desk):
 
     facts = ledger.case("ledger-1")
     assert (facts.category, facts.customer_tier, facts.final_tier) == ("sso", "enterprise", 2)
+    assert facts.policy_version == policy_version(DEFAULT_POLICY)
     assert (facts.escalations, facts.sla_breached, facts.resolved_by) == (1, True, "bob")
     assert facts.hold_seconds == pytest.approx(outcome.total_hold_seconds)
     assert facts.resolved_at - facts.created_at == timedelta(seconds=outcome.seconds_to_resolution)

@@ -28,6 +28,7 @@ from escalator.domain import metrics
 from escalator.domain.errors import EscalatorError
 from escalator.domain.models import CaseInput
 from escalator.domain.policy import Policy
+from escalator.domain.policy_version import policy_version
 from starter import EscalatorClient
 
 pytestmark = pytest.mark.integration
@@ -250,12 +251,31 @@ async def test_the_report_matches_thirty_cases_the_test_timed_itself(dev_env, le
                 env={**os.environ, "ESCALATOR_LEDGER_URL": ledger_url,
                      "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host},
             )  # fmt: skip
+            # By policy version: the reopenable policy's cases from the ledger, and the
+            # slow policy's cases, none resolved, from the live backlog.
+            by_version = {}
+            for policy, extra in ((REOPENABLE, ["--no-open"]), (SLOW, [])):
+                run = await asyncio.to_thread(
+                    subprocess.run,
+                    [*ESCALATOR, "report", "--from", start_day.isoformat(), "--to", to,
+                     "--account", account, "--format", "json",
+                     "--policy-version", policy_version(policy), *extra],
+                    capture_output=True, text=True, timeout=120,
+                    env={**os.environ, "ESCALATOR_LEDGER_URL": ledger_url,
+                         "TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host},
+                )  # fmt: skip
+                assert run.returncode == 0, run.stderr
+                by_version[policy_version(policy)] = json.loads(run.stdout)
         finally:
             for s in backlog + by_kind(scripts)["reopened"]:
                 await dev_env.client.get_workflow_handle(f"case-{s.case_id}").terminate("test over")
     assert cli.returncode == 0, cli.stderr
     assert "Traceback" not in cli.stderr
     check_report(json.loads(cli.stdout), scripts)
+    reopenable = by_version[policy_version(REOPENABLE)]
+    assert (reopenable["cases"], reopenable["reopen_rate"], reopenable["open"]) == (5, 1.0, None)
+    slow = by_version[policy_version(SLOW)]
+    assert (slow["cases"], slow["open"]["total"]) == (0, 2)
 
 
 def by_kind(scripts: list[Script]) -> dict[str, list[Script]]:

@@ -9,8 +9,9 @@ import pytest
 import pytest_asyncio
 from support import RecordingNotifier, actor, case_workers, eventually, seconds_policy, unique_queue
 
-from escalator.adapters.visibility import case_query
+from escalator.adapters.visibility import case_query, open_case_query
 from escalator.domain import search_attributes as search
+from escalator.domain.policy_version import policy_version
 from starter import EscalatorClient
 
 pytestmark = pytest.mark.integration
@@ -92,6 +93,22 @@ async def test_category_and_customer_tier_are_searchable_and_only_set_when_given
     plain = await attributes(escalator, "vis-dim-2")
     assert plain.get(search.CASE_CATEGORY) is None and plain.get(search.CUSTOMER_TIER) is None
     for case_id in ("vis-dim-1", "vis-dim-2"):
+        await escalator.resolve(case_id, actor("admin", role="admin"), "done")
+
+
+async def test_the_policy_version_is_searchable_and_names_the_snapshot(escalator):
+    policy = seconds_policy(first_response=600, resolution=1200)
+    changed = seconds_policy(first_response=900, resolution=1200)  # one SLA longer
+    await escalator.start_case({"case_id": "vis-pv-1", "title": "VPN", "policy": policy})
+    await escalator.start_case({"case_id": "vis-pv-2", "title": "VPN", "policy": changed})
+    version = policy_version(policy)
+    assert version != policy_version(changed)
+    query = open_case_query(policy_version=version)
+    await eventually(lambda: _contains(visible(escalator, query), {"vis-pv-1"}))
+    assert "vis-pv-2" not in await visible(escalator, query)
+    other = await attributes(escalator, "vis-pv-2")
+    assert other.get(search.POLICY_VERSION) == policy_version(changed)
+    for case_id in ("vis-pv-1", "vis-pv-2"):
         await escalator.resolve(case_id, actor("admin", role="admin"), "done")
 
 

@@ -172,6 +172,7 @@ class EscalationWorkflow:
         self._facts_sent = False  # the last batch carried the fact row
         self._update_task = -1  # the workflow task (by history length) that took an update
         self._published: dict[str, object] = {}  # search attributes as last upserted
+        self._policy_version_on: bool | None = None  # workflow.patched(POLICY_VERSION)
         self._assessment_task: asyncio.Task | None = None  # the newest one
         self._assessment_generation = 0  # bumped when the running one is superseded
         self._send_budget = SendBudget()  # activity input one workflow task may carry
@@ -612,7 +613,13 @@ class EscalationWorkflow:
     def _publish_search_attributes(self) -> None:
         """Upsert what changed since the last publish, so the UI and `escalator list`
         filter on the live state."""
-        current = case_view.search_attribute_values(self._state, self._case)
+        if self._policy_version_on is None:
+            # Asked once, at the first publish: cases that started before it replay
+            # their upserts without PolicyVersion (PATCH policy-version).
+            self._policy_version_on = workflow.patched(patches.POLICY_VERSION)
+        current = case_view.search_attribute_values(
+            self._state, self._case, with_policy_version=self._policy_version_on
+        )
         updates = [
             _SEARCH_KEYS[name].value_set(value)
             if value is not None

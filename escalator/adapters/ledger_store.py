@@ -10,16 +10,20 @@ replayed case never counts anything twice.
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     Boolean,
     Column,
+    Connection,
     DateTime,
     Engine,
     Float,
@@ -28,11 +32,13 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     create_engine,
     event,
     func,
     inspect,
     select,
+    update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -47,6 +53,12 @@ from escalator.domain.ledger import (
     LedgerEvent,
     LedgerReceipt,
 )
+from escalator.domain.policy import Policy
+from escalator.domain.policy_version import policy_version
+
+# Ids one `histories(case_ids=...)` call takes: well under the bound parameters
+# SQLite (32,766) and Postgres (65,535) allow in one statement.
+CASE_IDS_AT_ONCE = 5000
 
 metadata = MetaData()
 
@@ -63,6 +75,7 @@ events = Table(
     Column("from_level", Integer),
     Column("reason", String(20)),
     Column("note", JSON),  # moves only: the escalation note (reason, steps taken, ...)
+    Column("until", DateTime(timezone=True)),  # holds only: when the hold ends by itself
 )
 
 cases = Table(
@@ -88,6 +101,7 @@ cases = Table(
     Column("needs_review", Boolean, nullable=False),
     Column("events", Integer, nullable=False),
     Column("policy", JSON, nullable=False),  # the case's policy snapshot
+    Column("policy_version", String(120), index=True),  # <name>@<12 hex> of that snapshot
     Column("written_at", DateTime(timezone=True), nullable=False),
 )
 
@@ -145,18 +159,120 @@ def engine_for(url: str, schema: MetaData = metadata) -> Engine:
 
 
 def _check_schema(engine: Engine, schema: MetaData) -> None:
-    """A ledger made by an older Escalator lacks columns this code writes: say so
-    once, plainly, instead of failing every write with a database error."""
+    """Bring a database made by an older Escalator up to this code's schema.
+
+    A missing column that may be NULL is added (an additive migration: ALTER TABLE
+    ... ADD COLUMN, then its index and, where `_FILLS` says how, its values for the
+    rows already there), all in one transaction that holds the table's write lock,
+    so two processes opening the same old ledger migrate it once. A missing column
+    that must not be NULL cannot be added to rows already there: say so once,
+    plainly, instead of failing every write with a database error."""
     found = inspect(engine)
+    missing: dict[str, list[Column[Any]]] = {}
     for table in schema.sorted_tables:
         present = {column["name"] for column in found.get_columns(table.name)}
-        missing = [column.name for column in table.columns if column.name not in present]
-        if missing:
+        lacking = [column for column in table.columns if column.name not in present]
+        required = [column.name for column in lacking if not column.nullable]
+        if required:
             raise InvalidInput(
-                f"ledger: table {table.name} lacks {', '.join(missing)}: an older Escalator "
+                f"ledger: table {table.name} lacks {', '.join(required)}: an older Escalator "
                 "made it; move that database aside and run `escalator ledger backfill` to "
                 "rebuild it from Temporal"
             )
+        if lacking:
+            missing[table.name] = lacking
+    for name in missing:
+        _add_columns(engine, schema.tables[name])
+
+
+def _add_columns(engine: Engine, table: Table) -> None:
+    """Add `table`'s missing nullable columns, their indexes and fills, atomically."""
+    with _locked(engine, table) as connection:
+        # Asked again under the lock: another process may have migrated it meanwhile.
+        present = {column["name"] for column in inspect(connection).get_columns(table.name)}
+        added = [column for column in table.columns if column.name not in present]
+        preparer = engine.dialect.identifier_preparer
+        for column in added:
+            kind = column.type.compile(dialect=engine.dialect)
+            connection.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} "
+                f"ADD COLUMN {preparer.format_column(column)} {kind}"
+            )
+        names = {column.name for column in added}
+        for index in table.indexes:
+            if names & {column.name for column in index.columns}:
+                index.create(connection, checkfirst=True)
+        for column in added:
+            fill = _FILLS.get((table.name, column.name))
+            if fill is not None:
+                fill(connection)
+
+
+@contextmanager
+def _locked(engine: Engine, table: Table) -> Iterator[Connection]:
+    """A transaction holding `table`'s write lock, DDL included.
+
+    SQLite: pysqlite would run the ALTER outside any transaction, so it is begun by
+    hand (BEGIN IMMEDIATE takes the write lock, and busy_timeout waits for another
+    writer). Postgres: its DDL is transactional; LOCK TABLE makes a second migrator
+    wait, then find the columns there."""
+    if engine.dialect.name == "sqlite":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                connection.exec_driver_sql("ROLLBACK")
+                raise
+            connection.exec_driver_sql("COMMIT")
+        return
+    with engine.begin() as connection:
+        name = engine.dialect.identifier_preparer.format_table(table)
+        connection.exec_driver_sql(f"LOCK TABLE {name} IN ACCESS EXCLUSIVE MODE")
+        yield connection
+
+
+def _fill_policy_versions(connection: Connection, page: int = 1000) -> None:
+    """Each fact row's policy_version, from its stored policy snapshot. A row whose
+    snapshot no longer validates keeps NULL: it still counts, it cannot be filtered on.
+    Read a page at a time, and each distinct snapshot validated once (most cases of
+    a desk share a few policies)."""
+    statement = (
+        update(cases)
+        .where(cases.c.case_id == bindparam("key"))
+        .values(policy_version=bindparam("version"))
+    )
+    versions: dict[str, str | None] = {}
+    after = ""
+    while True:
+        rows = connection.execute(
+            select(cases.c.case_id, cases.c.policy)
+            .where(cases.c.case_id > after)
+            .order_by(cases.c.case_id)
+            .limit(page)
+        ).all()
+        if not rows:
+            return
+        filled: list[dict[str, str]] = []
+        for case_id, snapshot in rows:
+            key = json.dumps(snapshot, sort_keys=True)
+            if key not in versions:
+                try:
+                    versions[key] = policy_version(Policy.model_validate(snapshot))
+                except ValidationError:
+                    versions[key] = None
+            version = versions[key]
+            if version is not None:
+                filled.append({"key": case_id, "version": version})
+        if filled:
+            connection.execute(statement, filled)
+        after = rows[-1][0]
+
+
+# (table, column) -> how an additive migration fills that column for the rows there.
+_FILLS: dict[tuple[str, str], Callable[[Connection], None]] = {
+    ("ledger_cases", "policy_version"): _fill_policy_versions,
+}
 
 
 class Database:
@@ -218,36 +334,59 @@ class LedgerStore(Database):
         resolved_to: datetime | None = None,
         account: str | None = None,
         category: str | None = None,
+        policy_version: str | None = None,
+        case_ids: Sequence[str] | None = None,
     ) -> list[CaseHistory]:
         """Each resolved case in the window (resolved_from <= resolved_at < resolved_to),
-        with its events in order: what `escalator report` computes its figures from."""
-        query = select(cases).order_by(cases.c.resolved_at, cases.c.case_id)
-        if resolved_from is not None:
-            query = query.where(cases.c.resolved_at >= resolved_from)
-        if resolved_to is not None:
-            query = query.where(cases.c.resolved_at < resolved_to)
-        if account is not None:
-            query = query.where(cases.c.account == account)
-        if category is not None:
-            query = query.where(cases.c.category == category)
+        with its events in order, oldest resolve first: what `escalator report`
+        computes its figures from. `case_ids`: only these (at most CASE_IDS_AT_ONCE)."""
+        filters = _case_filters(resolved_from, resolved_to, account, category, policy_version)
+        if case_ids is not None:
+            if len(case_ids) > CASE_IDS_AT_ONCE:
+                raise ValueError(f"case_ids: at most {CASE_IDS_AT_ONCE} at once")
+            filters.append(cases.c.case_id.in_(list(case_ids)))
+        query = select(cases).where(*filters).order_by(cases.c.resolved_at, cases.c.case_id)
         found: dict[str, LedgerCase] = {}
+        # Most cases share a handful of policies: each is validated once (a month of
+        # cases would otherwise spend most of its reading time on the same policy).
+        policies: dict[str, Policy] = {}
         with self.engine.connect() as connection:
             for row in connection.execute(query).mappings():
                 fields = {k: v for k, v in row.items() if k != "written_at"}
+                key = row["policy_version"] or json.dumps(row["policy"], sort_keys=True)
+                if key not in policies:
+                    policies[key] = Policy.model_validate(row["policy"])
+                fields["policy"] = policies[key]
                 found[row["case_id"]] = LedgerCase.model_validate(aware(fields))
             timelines: dict[str, list[LedgerEvent]] = {case_id: [] for case_id in found}
-            ids = list(found)
-            # In chunks: a database takes only so many parameters in one statement.
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                rows = connection.execute(
-                    select(events)
-                    .where(events.c.case_id.in_(chunk))
-                    .order_by(events.c.case_id, events.c.seq)
-                )
-                for row in rows:
-                    timelines[row.case_id].append(LedgerEvent.model_validate(aware(row)))
-        return [CaseHistory(facts=found[i], events=tuple(timelines[i])) for i in ids]
+            # One pass over the events of the same cases, in order.
+            chosen = select(cases.c.case_id).where(*filters)
+            rows = connection.execute(
+                select(events)
+                .where(events.c.case_id.in_(chosen))
+                .order_by(events.c.case_id, events.c.seq)
+            )
+            for row in rows:
+                timelines[row.case_id].append(LedgerEvent.model_validate(aware(row)))
+        return [CaseHistory(facts=found[i], events=tuple(timelines[i])) for i in found]
+
+    def case_ids(
+        self,
+        *,
+        resolved_from: datetime | None = None,
+        resolved_to: datetime | None = None,
+        account: str | None = None,
+        category: str | None = None,
+        policy_version: str | None = None,
+    ) -> list[str]:
+        """The ids `histories` would return, in its order, without reading the cases:
+        so several processes can each read a share (escalator/runtime/simulator.py)."""
+        filters = _case_filters(resolved_from, resolved_to, account, category, policy_version)
+        query = (
+            select(cases.c.case_id).where(*filters).order_by(cases.c.resolved_at, cases.c.case_id)
+        )
+        with self.engine.connect() as connection:
+            return list(connection.execute(query).scalars())
 
     def events_of(self, case_id: str) -> list[LedgerEvent]:
         query = select(events).where(events.c.case_id == case_id).order_by(events.c.seq)
@@ -272,6 +411,27 @@ class LedgerStore(Database):
             }
 
 
+def _case_filters(
+    resolved_from: datetime | None,
+    resolved_to: datetime | None,
+    account: str | None,
+    category: str | None,
+    policy_version: str | None,
+) -> list[Any]:
+    filters: list[Any] = []
+    if resolved_from is not None:
+        filters.append(cases.c.resolved_at >= resolved_from)
+    if resolved_to is not None:
+        filters.append(cases.c.resolved_at < resolved_to)
+    if account is not None:
+        filters.append(cases.c.account == account)
+    if category is not None:
+        filters.append(cases.c.category == category)
+    if policy_version is not None:
+        filters.append(cases.c.policy_version == policy_version)
+    return filters
+
+
 def _event_row(event: LedgerEvent) -> dict[str, Any]:
     row = event.model_dump(exclude={"note"})
     row["note"] = event.note.model_dump(mode="json") if event.note else None
@@ -281,6 +441,8 @@ def _event_row(event: LedgerEvent) -> dict[str, Any]:
 def _case_row(case: LedgerCase) -> dict[str, Any]:
     row = case.model_dump(exclude={"policy"})
     row["policy"] = case.policy.model_dump(mode="json")
+    # A batch from a worker older than the field carries none: the snapshot says it.
+    row["policy_version"] = case.policy_version or policy_version(case.policy)
     return row
 
 

@@ -375,3 +375,62 @@ def _validate(document: Any, root: Node | None, source: str) -> Policy:
         )
         prefix = "escalation." if base else ""
         raise PolicyError(f"{_where(source, mark)}{prefix}{problem.describe()}") from None
+
+
+# -- a policy with where its fields are written (`escalator policy check`) -----------
+
+
+class LocatedPolicy:
+    """A loaded policy and where its fields are written in the file.
+
+    `locate(("tiers", 0, "notify"))` is the (line, column), both from 1, of that field
+    as the file writes it (paths are the file's: `tiers[0]` is the first tier written,
+    under `escalation:` if the file has it); for a field the file leaves out, the
+    mapping that lacks it. `tier_positions[i]` is the file index of `policy.tiers[i]`
+    (the policy sorts its tiers by level)."""
+
+    def __init__(self, policy: Policy, root: Node | None, base: Loc, document: Any) -> None:
+        self.policy = policy
+        self._root = root
+        self._base = base
+        self.tier_positions = _tier_positions(policy, document)
+
+    def locate(self, path: Loc) -> tuple[int, int] | None:
+        mark = _locate(self._root, (*self._base, *path))
+        return None if mark is None else (mark[0] + 1, mark[1] + 1)
+
+
+def load_policy_with_locations(path: str | Path) -> LocatedPolicy:
+    """`load_policy`, also keeping where each field is written; the same errors."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: file not found; pass an existing policy file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
+    source = str(path)
+    yaml, root = _compose(text, source)
+    document = _Builder(yaml, source).build(root)
+    policy = _validate(document, root, source)
+    base: Loc = ()
+    if isinstance(document, dict) and "escalation" in document:
+        document, base = document["escalation"], ("escalation",)
+    return LocatedPolicy(policy, root, base, document)
+
+
+def _tier_positions(policy: Policy, document: Any) -> tuple[int, ...]:
+    """For each of the policy's tiers (by level), its index in the document's list."""
+    written = document.get("tiers") if isinstance(document, dict) else None
+    if not isinstance(written, list):
+        return tuple(range(len(policy.tiers)))
+    levels: dict[int, int] = {}
+    for index, tier in enumerate(written):
+        try:
+            levels.setdefault(int(tier["level"]), index)
+        except (TypeError, ValueError, KeyError):
+            continue
+    positions = tuple(levels.get(tier.level, -1) for tier in policy.tiers)
+    if -1 in positions:  # cannot happen for a validated policy; never guess wrong
+        return tuple(range(len(policy.tiers)))
+    return positions

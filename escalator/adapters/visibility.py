@@ -25,6 +25,7 @@ def case_query(
     category: str | None = None,
     customer_tier: str | None = None,
     account: str | None = None,
+    policy_version: str | None = None,
 ) -> str:
     clauses = [f"WorkflowType = {_quote(WORKFLOW_TYPE)}"]
     if status:
@@ -43,6 +44,8 @@ def case_query(
         clauses.append(f"{search.CUSTOMER_TIER.name} = {_quote(customer_tier)}")
     if account:
         clauses.append(f"{search.CASE_ACCOUNT.name} = {_quote(account)}")
+    if policy_version:
+        clauses.append(f"{search.POLICY_VERSION.name} = {_quote(policy_version)}")
     return " AND ".join(clauses)
 
 
@@ -58,9 +61,12 @@ def closed_case_query(*, account: str | None = None, closed_since: datetime | No
     return " AND ".join(clauses)
 
 
-def open_case_query(*, account: str | None = None, team: str | None = None) -> str:
+def open_case_query(
+    *, account: str | None = None, team: str | None = None, policy_version: str | None = None
+) -> str:
     """Cases still running and not resolved (a resolved case waits out its reopen
-    window running): the live backlog `escalator report` shows."""
+    window running): the live backlog `escalator report` shows. With `policy_version`,
+    only cases that publish it (those started before PATCH policy-version do not)."""
     clauses = [
         f"WorkflowType = {_quote(WORKFLOW_TYPE)}",
         "ExecutionStatus = 'Running'",
@@ -70,6 +76,8 @@ def open_case_query(*, account: str | None = None, team: str | None = None) -> s
         clauses.append(f"{search.CASE_ACCOUNT.name} = {_quote(account)}")
     if team:
         clauses.append(f"{search.CASE_TEAM.name} = {_quote(team)}")
+    if policy_version:
+        clauses.append(f"{search.POLICY_VERSION.name} = {_quote(policy_version)}")
     return " AND ".join(clauses)
 
 

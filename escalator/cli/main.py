@@ -49,6 +49,8 @@ examples:
   escalator severity 123 --user alice P1         # raising re-routes; lowering never demotes
   escalator queue --team support-specialists     # unclaimed, nearest deadline first
   escalator report --since 30d                   # MTTA, MTTR, escalations, SLA compliance
+  escalator simulate --policy new.yaml --since 30d   # what new.yaml would have done
+  escalator policy check policies/default.yaml   # warnings a valid policy may still deserve
   escalator review schedule --cron "0 9 1 * *" --timezone Europe/Berlin \\
       --to supervisors@example.com               # mail last month's review (docs/review.md)
 
@@ -247,6 +249,27 @@ def build_parser() -> argparse.ArgumentParser:
         _Parser,
     )
 
+    from escalator.cli import policy
+
+    policy.add_arguments(
+        command(
+            "policy",
+            "check a policy file's configuration hygiene (docs/policy-check.md)",
+            "escalator policy check policies/default.yaml",
+        ),
+        _Parser,
+    )
+
+    from escalator.cli import simulate
+
+    simulate.add_arguments(
+        command(
+            "simulate",
+            "what a policy would have done to past cases, from the ledger (docs/simulator.md)",
+            "escalator simulate --policy new.yaml --since 30d --assume same-delay",
+        )
+    )
+
     api = command(
         "api",
         "serve the HTTP API (bearer tokens from `escalator token create`)",
@@ -276,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--assignee")
     listing.add_argument("--category")
     listing.add_argument("--customer-tier")
+    listing.add_argument("--policy-version", help="cases started on this version (name@hash)")
     listing.add_argument("--limit", type=int, default=50)
     listing.add_argument("--json", action="store_true", help="print JSON")
     return parser
@@ -371,6 +395,14 @@ async def _run(args: argparse.Namespace) -> int:
         from escalator.cli import ledger
 
         return await ledger.run(args, _connect)
+    if args.command == "policy":
+        from escalator.cli import policy
+
+        return policy.run(args)
+    if args.command == "simulate":
+        from escalator.cli import simulate
+
+        return await asyncio.to_thread(simulate.run, args)
     if args.command == "api":
         from escalator.adapters.settings import LedgerSettings
         from escalator.adapters.token_store import TokenStore, token_store_url
@@ -520,6 +552,7 @@ async def _list(args: argparse.Namespace) -> int:
         assignee=None if queue else args.assignee,
         category=None if queue else args.category,
         customer_tier=None if queue else args.customer_tier,
+        policy_version=None if queue else args.policy_version,
     )
     rows = []
     async for execution in escalator.client.list_workflows(query, limit=args.limit):

@@ -12,11 +12,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from escalator.domain.errors import EscalatorError, InvalidInput
 from escalator.domain.terminal_text import terminal_safe
+
+if TYPE_CHECKING:
+    from escalator.domain.ledger import CaseHistory
 
 
 class LedgerUnreadable(EscalatorError):
@@ -36,6 +42,11 @@ def add_arguments(report: argparse.ArgumentParser) -> None:
     report.add_argument("--team", help="cases that passed through this team's tier")
     report.add_argument("--category")
     report.add_argument("--account")
+    report.add_argument(
+        "--policy-version",
+        metavar="VERSION",
+        help="cases that ran on this policy version, e.g. default@47ad1c1cdb8d",
+    )
     report.add_argument("--format", choices=FORMATS, default="text")
     report.add_argument("--out", type=Path, help="write to FILE instead of stdout")
     report.add_argument(
@@ -71,42 +82,64 @@ def _day(text: str, flag: str) -> datetime:
 
 async def run(args: argparse.Namespace, connect) -> int:
     """Build the report and write it. `connect` opens the EscalatorClient."""
-    from escalator.adapters.ledger_store import LedgerStore, ledger_exists
-    from escalator.adapters.settings import LedgerSettings
     from escalator.domain import metrics
 
     now = datetime.now(UTC)
     start, end = period(args, now)
+    histories = await asyncio.to_thread(
+        read_histories,
+        resolved_from=start,
+        resolved_to=end,
+        account=args.account,
+        category=args.category,
+        policy_version=args.policy_version,
+    )
+    report = metrics.report(histories, period_from=start, period_to=end, team=args.team)
+    if not args.no_open:
+        backlog = await _backlog(args, connect, now)
+        report = report.model_copy(update={"open": backlog})
+    write_output(args, _render(report, args.format, histories, args.team))
+    return 0
+
+
+def read_histories(**filters: Any) -> list[CaseHistory]:
+    """The resolved cases `LedgerStore.histories(**filters)` finds in the ledger."""
+    from escalator.adapters.ledger_store import LedgerStore
+
+    store = LedgerStore(ledger_url())
+    try:
+        with ledger_errors():
+            return store.histories(**filters)
+    finally:
+        store.close()
+
+
+def ledger_url() -> str:
+    """The ledger ESCALATOR_LEDGER_URL names; one that is not there is a one-line error."""
+    from escalator.adapters.ledger_store import ledger_exists
+    from escalator.adapters.settings import LedgerSettings
+
     url = LedgerSettings.from_env().url.get_secret_value()
     if not ledger_exists(url):
         raise InvalidInput(
             f"ledger: nothing at {url}; cases write it as they resolve "
             "(`make run`), or set ESCALATOR_LEDGER_URL"
         )
+    return url
+
+
+@contextmanager
+def ledger_errors() -> Iterator[None]:
+    """A database error while reading the ledger is LedgerUnreadable, in one line."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    store = LedgerStore(url)
     try:
-        histories = await asyncio.to_thread(
-            store.histories,
-            resolved_from=start,
-            resolved_to=end,
-            account=args.account,
-            category=args.category,
-        )
+        yield
     except SQLAlchemyError as error:  # the URL is not shown: it may hold a password
         raise LedgerUnreadable(
             f"ledger: cannot read it ({type(error).__name__}); check ESCALATOR_LEDGER_URL "
             "and that the database is up"
         ) from None
-    finally:
-        store.close()
-    report = metrics.report(histories, period_from=start, period_to=end, team=args.team)
-    if not args.no_open:
-        backlog = await _backlog(args, connect, now)
-        report = report.model_copy(update={"open": backlog})
-    _write(args, _render(report, args.format, histories, args.team))
-    return 0
 
 
 async def _backlog(args: argparse.Namespace, connect, now: datetime) -> dict | None:
@@ -117,7 +150,9 @@ async def _backlog(args: argparse.Namespace, connect, now: datetime) -> dict | N
     try:
         escalator = await connect(args)
         ids: list[str] = []
-        query = open_case_query(account=args.account, team=args.team)
+        query = open_case_query(
+            account=args.account, team=args.team, policy_version=args.policy_version
+        )
         async for execution in escalator.client.list_workflows(query, limit=BACKLOG_LIMIT):
             ids.append(execution.id.removeprefix("case-"))
         gate = asyncio.Semaphore(STATUS_READS)
@@ -157,7 +192,8 @@ def _render(report, form: str, histories=(), team: str | None = None) -> str:
     return report_formats.as_text(report)
 
 
-def _write(args: argparse.Namespace, text: str) -> None:
+def write_output(args: argparse.Namespace, text: str, *, what: str = "report") -> None:
+    """`text` to --out FILE, or to stdout."""
     if args.out is None:
         sys.stdout.write(text)
         return
@@ -165,4 +201,4 @@ def _write(args: argparse.Namespace, text: str) -> None:
         args.out.write_text(text, encoding="utf-8")
     except OSError as error:
         raise InvalidInput(f"--out: cannot write {args.out} ({error.strerror})") from None
-    print(terminal_safe(f"report written to {args.out}"), file=sys.stderr)
+    print(terminal_safe(f"{what} written to {args.out}"), file=sys.stderr)

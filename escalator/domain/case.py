@@ -302,7 +302,9 @@ def hold(state: CaseState, case: CaseInput, request: HoldRequest, now: datetime,
     change.set(consumed=change.consumed(), running_since=None, hold=held)
     change.rearm = True
     until = f" until {request.until:%Y-%m-%d %H:%M} UTC" if request.until else ""
-    change.record("hold", f"on hold{until}: {request.reason}", actor=request.actor.user)
+    change.record(
+        "hold", f"on hold{until}: {request.reason}", actor=request.actor.user, until=request.until
+    )
     return change.step("on hold; SLA clocks paused")
 
 
@@ -573,6 +575,7 @@ class _Change:
         moved_from: int | None = None,
         reason: MoveReason | None = None,
         note: EscalationNote | None = None,
+        until: datetime | None = None,
     ) -> None:
         # Bounded: a malformed payload's user name is recorded as sent.
         event = TimelineEvent(
@@ -596,6 +599,7 @@ class _Change:
             from_level=moved_from,
             reason=reason,
             note=note,
+            until=until,
         )
         self.effects.append(Recorded(event, entry))
 

@@ -17,6 +17,7 @@ from escalator.domain.business_time import ALWAYS_OPEN, BusinessCalendar, busine
 from escalator.domain.ledger import LedgerCase
 from escalator.domain.models import CaseInput, CaseOutcome, CaseState, CaseStatus
 from escalator.domain.policy import Tier
+from escalator.domain.policy_version import policy_version
 from escalator.domain.records import Deadline, TierRef
 
 _ZERO = timedelta(0)
@@ -217,11 +218,14 @@ def outcome(state: CaseState, case: CaseInput) -> CaseOutcome:
     )
 
 
-def search_attribute_values(state: CaseState, case: CaseInput) -> dict[str, object]:
+def search_attribute_values(
+    state: CaseState, case: CaseInput, *, with_policy_version: bool = False
+) -> dict[str, object]:
     """The values the Web UI and `escalator list` filter on, by attribute name.
 
     Only ids and labels: search attributes are never encrypted, so no customer data
-    or free text goes here."""
+    or free text goes here. `with_policy_version`: the workflow's answer for PATCH
+    policy-version (cases started before it upsert without `PolicyVersion`)."""
     tier = tier_of(state, case)
     deadline = next_deadline(state, case)
     values: dict[str, object] = {
@@ -241,6 +245,8 @@ def search_attribute_values(state: CaseState, case: CaseInput) -> dict[str, obje
         values[search.CASE_CATEGORY.name] = case.category
     if case.customer_tier is not None:
         values[search.CUSTOMER_TIER.name] = case.customer_tier
+    if with_policy_version:
+        values[search.POLICY_VERSION.name] = policy_version(case.policy)
     return values
 
 
@@ -267,4 +273,5 @@ def ledger_case(state: CaseState, case: CaseInput) -> LedgerCase:
         needs_review=state.needs_review,
         events=state.timeline_total,
         policy=case.policy,
+        policy_version=policy_version(case.policy),
     )

@@ -37,6 +37,8 @@ class LedgerEvent(Model):
     from_level: int | None = None  # moves only
     reason: MoveReason | None = None  # moves only
     note: EscalationNote | None = None  # moves only: what travelled to the next tier
+    # Holds only: when the hold ends by itself, as the person asked.
+    until: datetime | None = None
 
 
 class LedgerCase(Model):
@@ -64,6 +66,10 @@ class LedgerCase(Model):
     # The policy snapshot the case ran with: its calendars give the business-time
     # figures, and its tiers the names and teams a report shows.
     policy: Policy
+    # `<name>@<12 hex>` of that snapshot (escalator/domain/policy_version.py). None in
+    # a batch from an older worker (the store computes it then), and in rows of an
+    # older ledger whose policy no longer validates.
+    policy_version: str | None = None
 
 
 class LedgerBatch(Model):

@@ -276,8 +276,8 @@ def report(
             for life in lives
             for start, end, level in life.first_action_spans
         ),
-        escalations=_escalations(lives),
-        sla_compliance=_compliance(lives),
+        escalations=escalations(lives),
+        sla_compliance=compliance(lives),
         reopen_rate=_share(sum(life.facts.reopened > 0 for life in lives), len(lives)),
         hold_seconds=_holds(lives),
         needs_review=NeedsReview(
@@ -318,7 +318,7 @@ def _mtta_by_tier(lives: list[Life]) -> dict[str, Duration]:
     }
 
 
-def _escalations(lives: list[Life]) -> Escalations:
+def escalations(lives: list[Life]) -> Escalations:
     by_tier: Counter[str] = Counter()
     by_reason: Counter[str] = Counter({"sla": 0, "manual": 0, "severity": 0, "ai": 0})
     by_category: Counter[str] = Counter()
@@ -349,7 +349,7 @@ def _escalations(lives: list[Life]) -> Escalations:
     )
 
 
-def _compliance(lives: list[Life]) -> Compliance:
+def compliance(lives: list[Life]) -> Compliance:
     """Jira's ratio: completed and not breached over (breached plus completed). Every
     case here is resolved, so each tier a case entered counts once for it."""
     met: Counter[int] = Counter()

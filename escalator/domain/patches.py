@@ -15,6 +15,7 @@ ASSESSMENT_NOT_CANCELLED = "assessment-not-cancelled"  # superseded ones are dro
 DEADLINES_ALWAYS_TIMED = "deadlines-always-timed"  # a due deadline waits on a timer too
 CASE_INPUT_SIZE = "case-input-size"  # an oversized new case fails at once
 CASE_LEDGER = "case-ledger"  # events and facts go to the ledger
+POLICY_VERSION = "policy-version"  # the PolicyVersion search attribute is published
 
 
 def latest(patch_id: str) -> bool:

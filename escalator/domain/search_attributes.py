@@ -27,6 +27,9 @@ NEEDS_REVIEW = SearchAttributeKey.for_bool("NeedsReview")  # bounced between tie
 # cases that have them, so cases started before they existed replay unchanged.
 CASE_CATEGORY = SearchAttributeKey.for_keyword("CaseCategory")
 CUSTOMER_TIER = SearchAttributeKey.for_keyword("CustomerTier")
+# The policy snapshot's version, `<name>@<12 hex>` (escalator/domain/policy_version.py).
+# Set only on cases started after PATCH policy-version, so older ones replay unchanged.
+POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
 
 ALL_KEYS = (
     CASE_STATUS,
@@ -41,6 +44,7 @@ ALL_KEYS = (
     NEEDS_REVIEW,
     CASE_CATEGORY,
     CUSTOMER_TIER,
+    POLICY_VERSION,
 )
 
 # Names as the `temporal` CLI spells the types (`--search-attribute Name=Type`). Keyed by

@@ -49,8 +49,28 @@ class Target:
     consequence: str
 
 
-def targets(policy: Policy, position: Position) -> list[Target]:
+# targets() is asked again and again for the same policy and position (each time a
+# case computes its next deadline or shows its breach time), so its answers are
+# remembered. Keyed by the policy's identity, and the entry keeps the policy itself,
+# so an id reused by another policy can never match: policies never change once made.
+_REMEMBERED_TARGETS = 1024
+_targets_seen: dict[tuple[int, Position], tuple[Policy, tuple[Target, ...]]] = {}
+
+
+def targets(policy: Policy, position: Position) -> tuple[Target, ...]:
     """Every target of the clocks that run now, earliest first."""
+    key = (id(policy), position)
+    seen = _targets_seen.get(key)
+    if seen is not None and seen[0] is policy:
+        return seen[1]
+    found = _targets(policy, position)
+    if len(_targets_seen) >= _REMEMBERED_TARGETS:
+        _targets_seen.clear()
+    _targets_seen[key] = (policy, found)
+    return found
+
+
+def _targets(policy: Policy, position: Position) -> tuple[Target, ...]:
     tier = policy.tier(position.tier_level)
     level = f"L{tier.level}"
     found: list[Target] = []
@@ -126,7 +146,7 @@ def targets(policy: Policy, position: Position) -> list[Target]:
                 consequence=f"tell {tier.team} and release {who}'s claim",
             )
         )
-    return sorted(found, key=lambda t: t.consumed)
+    return tuple(sorted(found, key=lambda t: t.consumed))
 
 
 def next_target(
