@@ -739,8 +739,10 @@ async def figure_j(ctx: Context) -> Figure:
         raw["total_s"],
         round(estimate, 1),
         "≤ 10 s for 10,000",
-        raw["total_s"] <= 10 * cases / 10_000,
-        note=f"{raw['per_case_ms']} ms per case on {os.cpu_count()} CPUs; time-skipping "
+        # Judged at the size; a smaller run is dominated by fixed costs.
+        raw["total_s"] <= 10 if cases >= 10_000 else None,
+        note=f"{estimate / raw['total_s']:.0f}x faster; "
+        f"{raw['per_case_ms']} ms per case on {os.cpu_count()} CPUs; time-skipping "
         f"{per_case} s per case ({round(estimate / 60, 1)} min for {cases:,}), measured "
         f"on {ctx.size('simulator_ts_sample')} scenarios in this run; "
         f"{raw['changed_cases']} cases changed, {raw['dropped_actions']} actions dropped",

@@ -21,6 +21,7 @@ from support import EngineCase as Case
 
 from bench.policy_simulator import past_cases
 from escalator.adapters.ledger_store import LedgerStore
+from escalator.adapters.policy_files import load_policy
 from escalator.domain import case as engine
 from escalator.domain import case_view, metrics
 from escalator.domain.ledger import CaseHistory, LedgerBatch, LedgerEvent
@@ -241,6 +242,24 @@ def test_same_delay_waits_for_a_tier_that_a_slower_policy_reaches_later():
         for a, at in rerun(case.history(), l1_sla("50m"), "same-delay").applied
     ]
     assert applied == [("claim", 55), ("resolve", 65)]
+
+
+def test_same_delay_never_waits_for_a_tier_the_new_policy_lacks():
+    demo = load_policy(ROOT / "policies/demo.yaml")  # four tiers, 40 s SLAs
+    case = Case(demo)
+    case.after(3 * MIN)  # at L4, the AI-agent stage, since 2 min
+    case.do(engine.claim, ClaimRequest(actor=actor("erin")))
+    case.after(MIN)
+    case.do(engine.resolve, ResolveRequest(actor=actor("erin")))
+    assert case.state.tier_level == 4
+    result = simulate([case.history()], DEFAULT_POLICY, "same-delay")  # three tiers, hours
+    assert path(result) == [("L1", 0)]
+    assert result.simulated.breaches == 0
+    [dropped] = result.dropped_actions.items
+    assert (dropped.action, dropped.reason) == (
+        "claim",
+        "taken at L4, but the case would be at L1",
+    )
 
 
 def test_a_reopen_after_the_new_window_is_dropped():

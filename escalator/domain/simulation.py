@@ -320,11 +320,17 @@ def _when(action: RecordedAction, sim: _Case, assumption: Assumption) -> datetim
     if assumption == "same-time":
         return action.at
     # same-delay: as long after the re-run case entered that tier (that time) as it
-    # really was. A tier the re-run case has not reached yet may still come by its
-    # own clocks (a slower policy): let them run until it does, or cannot any more.
+    # really was. A claim or a move waits for its tier, which a slower policy may
+    # still bring by its own clocks: let them run until it comes, or cannot any more
+    # (a tier the new policy does not have never comes).
+    # Anything else happens at its real time when its tier has not come by then.
     entered = sim.entries.get(action.level, [])
+    waits = action.name in TIER_BOUND and any(
+        tier.level == action.level for tier in sim.case.policy.tiers
+    )
     while (
-        len(entered) < action.entry
+        waits
+        and len(entered) < action.entry
         and sim.state.tier_level < action.level
         and sim.state.phase != "resolved"
         and sim.fire_next()
@@ -332,4 +338,4 @@ def _when(action: RecordedAction, sim: _Case, assumption: Assumption) -> datetim
         entered = sim.entries.get(action.level, [])
     if len(entered) >= action.entry:
         return entered[action.entry - 1] + action.delay
-    return action.at  # that tier never comes: the clock time it really happened
+    return action.at  # that tier has not come: the clock time it really happened
