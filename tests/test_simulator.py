@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -26,6 +26,7 @@ from escalator.domain import case as engine
 from escalator.domain import case_view, metrics
 from escalator.domain.ledger import CaseHistory, LedgerBatch, LedgerEvent
 from escalator.domain.models import (
+    AddNoteRequest,
     ClaimRequest,
     HoldRequest,
     ReopenRequest,
@@ -179,6 +180,44 @@ def test_a_hold_with_until_resumes_by_itself_in_the_rerun_too():
     result = simulate([case.history()], l1_sla("1h"))
     # 10 min before the hold, 50 min after it ended by itself.
     assert path(result)[-1] == ("L2", round((until - T0) / MIN + 50, 2))
+
+
+def test_a_hold_until_in_another_zone_survives_the_sqlite_ledger(tmp_path):
+    case = Case(l1_sla("1h", "3h"))
+    case.after(10 * MIN)
+    case.do(engine.claim, ClaimRequest(actor=actor()))
+    case.after(10 * MIN)
+    until = datetime(2026, 3, 2, 11, 0, tzinfo=timezone(timedelta(hours=2)))  # 09:00 UTC
+    case.do(engine.hold, HoldRequest(actor=actor(), reason="logs", until=until))
+    case.after(4 * HOUR)
+    case.do(engine.resolve, ResolveRequest(actor=actor()))
+    assert "on hold until 2026-03-02 09:00 UTC: logs" in [e.detail for e in case.ledger]
+    store = LedgerStore(f"sqlite:///{tmp_path}/ledger.db")
+    history = case.history()
+    store.write(LedgerBatch(case_id="c-1", events=history.events, case=history.facts))
+    [back] = store.histories()
+    store.close()
+    [hold] = [e for e in back.events if e.kind == "hold"]
+    assert hold.until == until  # the same moment, read back in UTC
+    result = simulate([back], l1_sla("1h", "3h"))
+    assert result.changed_cases == [] and result.dropped_actions.total == 0
+
+
+def test_a_customers_reply_ends_a_hold_the_new_policy_keeps_longer():
+    # Under max_hold 2h the hold had already ended when the customer replied.
+    case = Case(policy_with(max_hold="2h"))
+    case.after(10 * MIN)
+    case.do(engine.hold, HoldRequest(actor=actor(), reason="awaiting the customer"))
+    case.after(3 * HOUR)
+    case.do(engine.add_note, AddNoteRequest(actor=actor("jane", role="customer"), text="logs"))
+    case.after(HOUR)
+    case.do(engine.resolve, ResolveRequest(actor=actor()))
+    [note] = [a for a in recorded_actions(case.history()) if a.name == "add_note"]
+    assert note.request.actor.role == "customer"
+    rerun_case = rerun(case.history(), policy_with(max_hold=None))
+    [resumed] = [e for e in rerun_case.simulated.events if e.kind == "resumed"]
+    assert (resumed.actor, round((resumed.at - T0) / MIN)) == ("jane", 190)
+    assert resumed.detail.startswith("the customer replied")
 
 
 def test_a_p1_severity_raise_reroutes():

@@ -56,9 +56,9 @@ from escalator.domain.ledger import (
 from escalator.domain.policy import Policy
 from escalator.domain.policy_version import policy_version
 
-# Ids one `histories(case_ids=...)` call takes: well under the bound parameters
-# SQLite (32,766) and Postgres (65,535) allow in one statement.
-CASE_IDS_AT_ONCE = 5000
+# Ids bound in one statement (`histories(case_ids=...)` takes at most this many):
+# under the 999 parameters SQLite allowed before 3.32, and Postgres's 65,535.
+CASE_IDS_AT_ONCE = 900
 
 metadata = MetaData()
 
@@ -76,6 +76,7 @@ events = Table(
     Column("reason", String(20)),
     Column("note", JSON),  # moves only: the escalation note (reason, steps taken, ...)
     Column("until", DateTime(timezone=True)),  # holds only: when the hold ends by itself
+    Column("role", String(20)),  # notes only: the author's role (a customer's ends a hold)
 )
 
 cases = Table(
@@ -353,21 +354,25 @@ class LedgerStore(Database):
         with self.engine.connect() as connection:
             for row in connection.execute(query).mappings():
                 fields = {k: v for k, v in row.items() if k != "written_at"}
-                key = row["policy_version"] or json.dumps(row["policy"], sort_keys=True)
+                # By the snapshot itself: a version could be shared by two snapshots
+                # that differ only in a default a later release changed.
+                key = json.dumps(row["policy"], sort_keys=True)
                 if key not in policies:
                     policies[key] = Policy.model_validate(row["policy"])
                 fields["policy"] = policies[key]
                 found[row["case_id"]] = LedgerCase.model_validate(aware(fields))
             timelines: dict[str, list[LedgerEvent]] = {case_id: [] for case_id in found}
-            # One pass over the events of the same cases, in order.
-            chosen = select(cases.c.case_id).where(*filters)
-            rows = connection.execute(
-                select(events)
-                .where(events.c.case_id.in_(chosen))
-                .order_by(events.c.case_id, events.c.seq)
-            )
-            for row in rows:
-                timelines[row.case_id].append(LedgerEvent.model_validate(aware(row)))
+            # The events of exactly the cases found (a filter run again could see a
+            # case written meanwhile), in chunks a database takes in one statement.
+            ids = list(found)
+            for start in range(0, len(ids), CASE_IDS_AT_ONCE):
+                rows = connection.execute(
+                    select(events)
+                    .where(events.c.case_id.in_(ids[start : start + CASE_IDS_AT_ONCE]))
+                    .order_by(events.c.case_id, events.c.seq)
+                )
+                for row in rows:
+                    timelines[row.case_id].append(LedgerEvent.model_validate(aware(row)))
         return [CaseHistory(facts=found[i], events=tuple(timelines[i])) for i in found]
 
     def case_ids(
@@ -433,17 +438,26 @@ def _case_filters(
 
 
 def _event_row(event: LedgerEvent) -> dict[str, Any]:
-    row = event.model_dump(exclude={"note"})
+    row = _in_utc(event.model_dump(exclude={"note"}))
     row["note"] = event.note.model_dump(mode="json") if event.note else None
     return row
 
 
 def _case_row(case: LedgerCase) -> dict[str, Any]:
-    row = case.model_dump(exclude={"policy"})
+    row = _in_utc(case.model_dump(exclude={"policy"}))
     row["policy"] = case.policy.model_dump(mode="json")
     # A batch from a worker older than the field carries none: the snapshot says it.
     row["policy_version"] = case.policy_version or policy_version(case.policy)
     return row
+
+
+def _in_utc(row: dict[str, Any]) -> dict[str, Any]:
+    """Every time as UTC before it is written. SQLite keeps no offset: a hold's
+    `until` sent as 11:00+02:00 would read back as 11:00 UTC, two hours late."""
+    return {
+        key: value.astimezone(UTC) if isinstance(value, datetime) else value
+        for key, value in row.items()
+    }
 
 
 def aware(row: Any) -> dict[str, Any]:

@@ -68,14 +68,16 @@ Mark = tuple[int, int]  # (line, column), both from 0 as ruamel counts them
 
 def load_policy(path: str | Path) -> Policy:
     """Load `path`; every problem is one `PolicyError` line: `file:line:col: field: reason`."""
-    path = Path(path)
+    return parse_policy_text(_read(Path(path)), source=str(path))
+
+
+def _read(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise PolicyError(f"{path}: file not found; pass an existing policy file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
-    return parse_policy_text(text, source=str(path))
 
 
 def parse_policy_text(text: str, *, source: str = DEFAULT_SOURCE) -> Policy:
@@ -402,14 +404,7 @@ class LocatedPolicy:
 
 def load_policy_with_locations(path: str | Path) -> LocatedPolicy:
     """`load_policy`, also keeping where each field is written; the same errors."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: file not found; pass an existing policy file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: cannot read the file ({exc.__class__.__name__})") from None
-    source = str(path)
+    text, source = _read(Path(path)), str(path)
     yaml, root = _compose(text, source)
     document = _Builder(yaml, source).build(root)
     policy = _validate(document, root, source)

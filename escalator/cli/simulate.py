@@ -95,8 +95,9 @@ def _nothing_to_simulate(args: argparse.Namespace, start: datetime, end: datetim
         if value
     ]
     where = f" matching {' '.join(filters)}" if filters else ""
+    flag = "--from" if args.date_from else "--since"
     return (
-        f"--since: no resolved cases{where} between {start:%Y-%m-%d %H:%M} and "
+        f"{flag}: no resolved cases{where} between {start:%Y-%m-%d %H:%M} and "
         f"{end:%Y-%m-%d %H:%M} UTC; widen the period (e.g. --since 90d) or drop a filter"
     )
 
@@ -220,7 +221,13 @@ def _total(side: Side) -> int:
 
 
 def _keys(*mappings: Mapping[str, object]) -> list[str]:
-    return sorted({key for mapping in mappings for key in mapping})
+    """The keys of both sides, tiers in their order (L2 before L10)."""
+
+    def order(key: str) -> tuple[str, int]:
+        stem = key.rstrip("0123456789")
+        return stem, int(key[len(stem) :] or 0)
+
+    return sorted({key for mapping in mappings for key in mapping}, key=order)
 
 
 def _percent(value: float | None) -> str:

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic_core import to_json
@@ -287,7 +287,7 @@ def add_note(
     change.refuse_if(rules.note_refusal(actor, change.facts) or _note_limit_refusal(state))
     note = CaseNote(at=now, author=actor.user, text=request.text)
     change.set(notes=_newest_notes((*state.notes, note)), notes_total=state.notes_total + 1)
-    change.record("note", shorten(request.text, 200), actor=actor.user)
+    change.record("note", shorten(request.text, 200), actor=actor.user, role=actor.role)
     if actor.role == "customer" and state.hold is not None:
         change.resume(by=actor.user, why="the customer replied")
     change.touch()
@@ -301,7 +301,7 @@ def hold(state: CaseState, case: CaseInput, request: HoldRequest, now: datetime,
     held = HoldState(since=now, reason=request.reason, by=request.actor.user, until=request.until)
     change.set(consumed=change.consumed(), running_since=None, hold=held)
     change.rearm = True
-    until = f" until {request.until:%Y-%m-%d %H:%M} UTC" if request.until else ""
+    until = f" until {request.until.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if request.until else ""
     change.record(
         "hold", f"on hold{until}: {request.reason}", actor=request.actor.user, until=request.until
     )
@@ -576,6 +576,7 @@ class _Change:
         reason: MoveReason | None = None,
         note: EscalationNote | None = None,
         until: datetime | None = None,
+        role: str | None = None,
     ) -> None:
         # Bounded: a malformed payload's user name is recorded as sent.
         event = TimelineEvent(
@@ -600,6 +601,7 @@ class _Change:
             reason=reason,
             note=note,
             until=until,
+            role=role,
         )
         self.effects.append(Recorded(event, entry))
 

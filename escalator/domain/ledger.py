@@ -39,6 +39,9 @@ class LedgerEvent(Model):
     note: EscalationNote | None = None  # moves only: what travelled to the next tier
     # Holds only: when the hold ends by itself, as the person asked.
     until: datetime | None = None
+    # Notes only: the author's role, since a customer's reply also ends a hold (the
+    # simulator replays it as one).
+    role: str | None = None
 
 
 class LedgerCase(Model):

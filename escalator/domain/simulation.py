@@ -149,10 +149,13 @@ def _request_for(
             actor=actor, reason=reason or "de-escalated", to_level=event.tier_level
         )
     if kind == "note":
-        # A customer's note also ends a hold: the entry right after it says so.
+        # A customer's note also ends a hold. The ledger keeps the author's role; in
+        # ledgers from before it did, the entry right after the note says so.
         resumed = next(iter(later), None)
         by_customer = (
-            resumed is not None
+            event.role == "customer"
+            if event.role is not None
+            else resumed is not None
             and resumed.kind == "resumed"
             and resumed.actor == event.actor
             and resumed.detail.startswith("the customer replied")
@@ -184,7 +187,7 @@ def _after(event: LedgerEvent, verb: str) -> str:
 def _hold_request(event: LedgerEvent, actor: Actor) -> HoldRequest:
     matched = _HOLD.match(event.detail)
     reason = (matched.group(2) if matched else "") or "on hold"
-    until = getattr(event, "until", None)
+    until = event.until
     if until is None and matched and matched.group(1):
         # Ledgers from before `until` was a column: the entry's text, to the minute.
         until = datetime.strptime(matched.group(1), "%Y-%m-%d %H:%M").replace(

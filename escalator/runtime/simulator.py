@@ -53,7 +53,7 @@ def compare_all(
     store = LedgerStore(past.ledger_url)
     try:
         ids = store.case_ids(**past.filters)
-        workers = processes or len(os.sched_getaffinity(0))
+        workers = processes or _cores()
         if workers < 2 or len(ids) <= IN_PROCESS_UP_TO or not _can_fork():
             return [_compare(job, store, ids)]
     finally:
@@ -95,6 +95,13 @@ def _compare_chunk(ids: Sequence[str]) -> Part:
     if _store is None:
         _store = LedgerStore(_job.past.ledger_url)
     return _compare(_job, _store, ids)
+
+
+def _cores() -> int:
+    """The cores this process may use (os.sched_getaffinity is Linux only)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _can_fork() -> bool:
