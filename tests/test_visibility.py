@@ -108,6 +108,10 @@ async def test_the_policy_version_is_searchable_and_names_the_snapshot(escalator
     assert "vis-pv-2" not in await visible(escalator, query)
     other = await attributes(escalator, "vis-pv-2")
     assert other.get(search.POLICY_VERSION) == policy_version(changed)
+    # `escalator list --policy-version` asks the same of any case, open or not.
+    listing = case_query(policy_version=policy_version(changed))
+    await eventually(lambda: _contains(visible(escalator, listing), {"vis-pv-2"}))
+    assert "vis-pv-1" not in await visible(escalator, listing)
     for case_id in ("vis-pv-1", "vis-pv-2"):
         await escalator.resolve(case_id, actor("admin", role="admin"), "done")
 
