@@ -35,22 +35,28 @@ BACKLOG_LIMIT = 2000  # open cases read for `open`; beyond it the report says so
 
 
 def add_arguments(report: argparse.ArgumentParser) -> None:
-    window = report.add_mutually_exclusive_group()
-    window.add_argument("--since", help="cases resolved in the last DURATION (default 30d)")
-    window.add_argument("--from", dest="date_from", metavar="DATE", help="YYYY-MM-DD (UTC)")
-    report.add_argument("--to", dest="date_to", metavar="DATE", help="YYYY-MM-DD, inclusive")
-    report.add_argument("--team", help="cases that passed through this team's tier")
-    report.add_argument("--category")
-    report.add_argument("--account")
-    report.add_argument(
-        "--policy-version",
-        metavar="VERSION",
-        help="cases that ran on this policy version, e.g. default@47ad1c1cdb8d",
-    )
+    add_case_filters(report)
     report.add_argument("--format", choices=FORMATS, default="text")
     report.add_argument("--out", type=Path, help="write to FILE instead of stdout")
     report.add_argument(
         "--no-open", action="store_true", help="skip the live backlog (no Temporal needed)"
+    )
+
+
+def add_case_filters(parser: argparse.ArgumentParser) -> None:
+    """Which resolved cases from the ledger: the period and the filters that `report`
+    and `simulate` share (read back with `period` and the args' names)."""
+    window = parser.add_mutually_exclusive_group()
+    window.add_argument("--since", help="cases resolved in the last DURATION (default 30d)")
+    window.add_argument("--from", dest="date_from", metavar="DATE", help="YYYY-MM-DD (UTC)")
+    parser.add_argument("--to", dest="date_to", metavar="DATE", help="YYYY-MM-DD, inclusive")
+    parser.add_argument("--team", help="cases that passed through this team's tier")
+    parser.add_argument("--category")
+    parser.add_argument("--account")
+    parser.add_argument(
+        "--policy-version",
+        metavar="VERSION",
+        help="cases that ran on this policy version, e.g. default@47ad1c1cdb8d",
     )
 
 

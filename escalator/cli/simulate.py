@@ -26,17 +26,10 @@ TEXT_CASES_SHOWN = 50  # changed cases and dropped actions listed by the text fo
 
 
 def add_arguments(simulate: argparse.ArgumentParser) -> None:
+    from escalator.cli.report import add_case_filters
+
     simulate.add_argument("--policy", required=True, type=Path, help="the policy file to try")
-    window = simulate.add_mutually_exclusive_group()
-    window.add_argument("--since", help="cases resolved in the last DURATION (default 30d)")
-    window.add_argument("--from", dest="date_from", metavar="DATE", help="YYYY-MM-DD (UTC)")
-    simulate.add_argument("--to", dest="date_to", metavar="DATE", help="YYYY-MM-DD, inclusive")
-    simulate.add_argument("--team", help="cases that passed through this team's tier")
-    simulate.add_argument("--category")
-    simulate.add_argument("--account")
-    simulate.add_argument(
-        "--policy-version", help="only cases that ran under this version (name@hash)"
-    )
+    add_case_filters(simulate)
     simulate.add_argument(
         "--assume",
         choices=ASSUMPTIONS,
