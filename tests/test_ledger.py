@@ -109,6 +109,14 @@ def test_a_reopened_case_rewrites_its_fact_row(store: LedgerStore):
     assert row.resolved_at == T0 + 2 * HOUR
 
 
+def test_an_older_fact_row_landing_late_never_replaces_a_newer_one(store: LedgerStore):
+    # A reopened case's two resolves send two batches; the first may land last.
+    store.write(LedgerBatch(case_id="c-1", case=_facts(reopened=1, resolved_by="bob", events=9)))
+    store.write(LedgerBatch(case_id="c-1", case=_facts(events=5)))
+    row = store.case("c-1")
+    assert (row.reopened, row.resolved_by, row.events) == (1, "bob", 9)
+
+
 def test_a_move_keeps_where_it_came_from_and_why(store: LedgerStore):
     moved = _event(4, "escalated", tier_level=2, from_level=1, reason="sla", actor="system")
     store.write(LedgerBatch(case_id="c-1", events=(moved,)))

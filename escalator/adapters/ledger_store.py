@@ -321,8 +321,15 @@ class LedgerStore(Database):
                 row = {**_case_row(batch.case), "written_at": datetime.now(UTC)}
                 statement = insert(cases).values(row)
                 updates = {name: statement.excluded[name] for name in row if name != "case_id"}
+                # Batches are separate activities and may land out of order (a reopened
+                # case's two resolves): an older fact row, one that had seen fewer of
+                # the case's events, never replaces a newer one.
                 connection.execute(
-                    statement.on_conflict_do_update(index_elements=["case_id"], set_=updates)
+                    statement.on_conflict_do_update(
+                        index_elements=["case_id"],
+                        set_=updates,
+                        where=cases.c.events <= statement.excluded.events,
+                    )
                 )
         return LedgerReceipt(events_written=written, case_written=batch.case is not None)
 
