@@ -1,5 +1,9 @@
 """Delivery activities: `send_email` (SMTP) and `post_webhook` (HTTP POST).
 
+The HTTP side (`post_json`: the destination check, the connection to the address
+checked, timeouts; `deliver_webhook`: the signed JSON body) is shared with the Slack,
+PagerDuty and webhook channel activities in activities/channels.py.
+
 `NotificationActivities(settings)` holds them, configured by the `smtp` group of an
 `EscalatorSettings` (loaded once by the worker); they read no environment themselves.
 The module-level `send_email` and `post_webhook` are the same activities configured
@@ -15,7 +19,7 @@ classified:
     SMTP 4xx, HTTP 5xx/408/429, refused connections and timeouts.
 
 Each attempt's outcome is counted in escalator_deliveries_total{channel, outcome}
-(channel email|webhook, outcome sent|failed_transient|failed_permanent), through
+(channel email|webhook|slack|pagerduty, outcome sent|failed_transient|failed_permanent), through
 activity.metric_meter(): served by the worker with ESCALATOR_METRICS_ADDRESS set.
 
 Error messages end up in the case timeline, so they say what failed in one line and
@@ -34,9 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import time
 from collections.abc import Awaitable
+from contextvars import ContextVar
 from datetime import timedelta
 from email.message import EmailMessage
 from urllib.parse import urlsplit
@@ -65,6 +71,26 @@ WEBHOOK_TIMEOUT_SECONDS = 10.0
 
 # Honour a receiver's Retry-After, but never let it park a delivery for hours.
 MAX_RETRY_AFTER = timedelta(minutes=10)
+
+# httpx logs every request's full URL at INFO ("HTTP Request: POST https://..."), and a
+# Slack webhook's path is its credential. `post_json` names what to hide for the
+# request it makes; the filter masks it in httpx's records made meanwhile (the same
+# task, so the same context), whatever the worker's log level.
+_HIDDEN_IN_LOGS: ContextVar[tuple[str, ...]] = ContextVar("escalator_hidden_in_logs", default=())
+
+
+class _HideSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        hidden = _HIDDEN_IN_LOGS.get()
+        if hidden:
+            text = record.getMessage()
+            for secret in hidden:
+                text = text.replace(secret, "***")
+            record.msg, record.args = text, None
+        return True
+
+
+logging.getLogger("httpx").addFilter(_HideSecrets())
 
 
 class NotificationActivities:
@@ -260,20 +286,47 @@ async def _post_webhook(notification: Notification, settings: WebhookSettings) -
     if not url:
         raise _permanent(f"{what}: no webhook URL; set one on the tier or drop the webhook")
     target = _origin(url)
-    try:
-        parts = httpx.URL(url)
-    except httpx.InvalidURL as error:
-        raise _permanent(f"{what}: {target} is not a usable URL: {_one_line(error)}") from None
-    if parts.scheme not in ("http", "https") or not parts.host:
-        raise _permanent(f"{what}: {target} is not a usable URL: use http:// or https://")
-    address = await _destination(what, target, parts, settings)
+    status = await deliver_webhook(notification, url, settings, what=what, shown=target)
+    detail = f"POST {target} → {status}"
+    activity.logger.info(
+        "sent %s (%s, case %s): %s",
+        what,
+        notification.purpose,
+        notification.case.case_id,
+        detail,
+    )
+    return DeliveryReceipt(
+        message_id=notification.message_id,
+        channel="webhook",
+        accepted=(target,),
+        detail=detail,
+    )
 
+
+async def deliver_webhook(
+    notification: Notification,
+    url: str,
+    settings: WebhookSettings,
+    *,
+    what: str,
+    shown: str,
+    hide: tuple[str, ...] = (),
+    idempotency_key: str | None = None,
+) -> int:
+    """POST `webhook_payload(notification)` to `url`, signed and with its idempotency
+    key (docs/webhooks.md): the 2xx status, or the permanent or transient error.
+
+    Shared by `post_webhook` (the tier's URL) and the `post_channel_webhook` channel
+    activity (activities/channels.py). Messages begin with `what` and name the
+    destination as `shown` (an origin, or a channel's wording when the URL is secret);
+    `hide` are strings replaced by *** should a library error repeat them;
+    `idempotency_key` defaults to the notification's message id."""
     body = json.dumps(webhook_payload(notification), ensure_ascii=False, separators=(",", ":"))
     content = body.encode()
     headers = {
         "Content-Type": "application/json",
         # Same key on every retry, so the receiver can drop duplicates.
-        "Idempotency-Key": header_safe(notification.message_id),
+        "Idempotency-Key": header_safe(idempotency_key or notification.message_id),
         "User-Agent": "escalator",
     }
     secret = settings.secret_bytes
@@ -282,6 +335,59 @@ async def _post_webhook(notification: Notification, settings: WebhookSettings) -
         headers[webhook_signature.HEADER] = webhook_signature.sign(
             secret, int(time.time()), content
         )
+    response = await post_json(what, url, content, headers, settings, shown=shown, hide=hide)
+
+    status = response.status_code
+    if 200 <= status < 300:
+        return status
+
+    # The status and its reason phrase only: the response body is the receiver's to
+    # word, can echo the request (case data) or hold anything, and would land in the
+    # case timeline and history.
+    detail = f"{what}: POST {shown} → {status} {_one_line(response.reason_phrase)[:60]}".rstrip()
+    if status in (408, 429) or status >= 500:
+        raise _transient(detail, retry_after=_retry_after(response))
+    # Other 4xx (the receiver rejects this request) and 3xx (POSTs are not followed:
+    # the tier's URL should point at the final endpoint) will not change by retrying.
+    raise _permanent(detail)
+
+
+async def post_json(
+    what: str,
+    url: str,
+    content: bytes,
+    headers: dict[str, str],
+    settings: WebhookSettings,
+    *,
+    shown: str,
+    hide: tuple[str, ...] = (),
+) -> httpx.Response:
+    """POST `content` to `url` after the destination check (`_destination`), connected
+    to the address checked: the response, whatever its status (the caller classifies
+    it), or the permanent error (an unusable or refused URL) or transient one (DNS,
+    connection, timeout). Used by every webhook-like delivery: `post_webhook` and the
+    Slack, PagerDuty and webhook channels (activities/channels.py).
+
+    Messages begin with `what` and name the destination as `shown` only; `hide` are
+    strings (a secret URL, its path) replaced by *** should a library error repeat them."""
+
+    def scrub(text: str) -> str:
+        for secret in hide:
+            if secret:
+                text = text.replace(secret, "***")
+        return text
+
+    try:
+        parts = httpx.URL(url)
+    except httpx.InvalidURL as error:
+        raise _permanent(
+            scrub(f"{what}: {shown} is not a usable URL: {_one_line(error)}")
+        ) from None
+    if parts.scheme not in ("http", "https") or not parts.host:
+        raise _permanent(f"{what}: {shown} is not a usable URL: use http:// or https://")
+    address = await _destination(what, shown, parts, settings)
+
+    headers = dict(headers)
     request_url, extensions = parts, {}
     if address is not None:
         # Connect to the address just checked, not to whatever the name resolves to a
@@ -292,44 +398,22 @@ async def _post_webhook(notification: Notification, settings: WebhookSettings) -
         if parts.scheme == "https":
             extensions["sni_hostname"] = parts.host
 
+    hidden = _HIDDEN_IN_LOGS.set(tuple(secret for secret in hide if secret))
     try:
         async with httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS) as client:
-            response = await client.post(
+            return await client.post(
                 request_url, content=content, headers=headers, extensions=extensions
             )
     except (httpx.UnsupportedProtocol, httpx.InvalidURL) as error:
-        raise _permanent(f"{what}: {target} is not a usable URL: {_one_line(error)}") from None
+        raise _permanent(
+            scrub(f"{what}: {shown} is not a usable URL: {_one_line(error)}")
+        ) from None
     except httpx.TransportError as error:
         # str(error) can be empty for timeouts; the class name always says what failed.
         reason = f"{type(error).__name__}: {_one_line(error)}".rstrip(": ")
-        raise _transient(f"{what}: POST {target} failed: {reason}") from None
-
-    status = response.status_code
-    if 200 <= status < 300:
-        detail = f"POST {target} → {status}"
-        activity.logger.info(
-            "sent %s (%s, case %s): %s",
-            what,
-            notification.purpose,
-            notification.case.case_id,
-            detail,
-        )
-        return DeliveryReceipt(
-            message_id=notification.message_id,
-            channel="webhook",
-            accepted=(target,),
-            detail=detail,
-        )
-
-    # The status and its reason phrase only: the response body is the receiver's to
-    # word, can echo the request (case data) or hold anything, and would land in the
-    # case timeline and history.
-    detail = f"{what}: POST {target} → {status} {_one_line(response.reason_phrase)[:60]}".rstrip()
-    if status in (408, 429) or status >= 500:
-        raise _transient(detail, retry_after=_retry_after(response))
-    # Other 4xx (the receiver rejects this request) and 3xx (POSTs are not followed:
-    # the tier's URL should point at the final endpoint) will not change by retrying.
-    raise _permanent(detail)
+        raise _transient(scrub(f"{what}: POST {shown} failed: {reason}")) from None
+    finally:
+        _HIDDEN_IN_LOGS.reset(hidden)
 
 
 async def _destination(

@@ -30,6 +30,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from anthropic_standin import anthropic_standin  # noqa: E402, F401 (fixture)
+from channel_standins import (  # noqa: E402, F401 (fixtures)
+    pagerduty_standin,
+    slack_standin,
+    webhook_standin,
+)
 
 # Workers that tests start without a ledger of their own write to this one, never to
 # the checkout's .data/ledger.db (which `make run` and `escalator report` use).
@@ -124,6 +129,9 @@ TEMPORAL_FIXTURES = frozenset({"ts_env", "dev_env"})
 LOOPBACK_FIXTURES = frozenset(
     {
         "anthropic_standin",  # tests/anthropic_standin.py
+        "slack_standin",  # tests/channel_standins.py
+        "pagerduty_standin",
+        "webhook_standin",
         "ai_env",  # test_assessment.py: takes anthropic_standin by getfixturevalue
         "smtp_server",  # test_notification_activities.py
         "webhook_server",  # test_notification_activities.py

@@ -251,6 +251,38 @@ async def business_hours_then_continue_as_new(desk: Desk, case_id: str) -> None:
     await e.resolve(case_id, actor("alice"), "rebuilt the profile")
 
 
+async def slack_and_pagerduty_channels(desk: Desk, case_id: str) -> None:
+    """A P2 case starts at L2, which is on Slack; unclaimed, it breaches into L3,
+    which pages PagerDuty; the claim acknowledges the page and the resolve resolves
+    it. The snapshot names the channels' environment variables, never a secret."""
+    e = desk.escalator
+    channels = {
+        "slack_oncall": {"kind": "slack", "url_env": "SLACK_ONCALL_URL"},
+        "pagerduty": {"kind": "pagerduty", "routing_key_env": "PAGERDUTY_ROUTING_KEY"},
+    }
+    tiers = {2: {"channels": ["slack_oncall"]}, 3: {"channels": ["pagerduty"]}}
+    await e.start_case(
+        {
+            "case_id": case_id,
+            "title": "Checkout returns 502",
+            "severity": "P2",
+            "policy": policy_with_tiers(
+                "default",
+                tiers,
+                channels=channels,
+                severity_overrides=[
+                    {"severity": "P0", "route_to": 3, "notification": "pagerduty"},
+                    {"severity": "P2", "route_to": 2},
+                ],
+            ),
+        }
+    )
+    await desk.pause(3 * HOUR)  # L2's first response (2h) passes: L3 is paged
+    await e.claim(case_id, actor("carol"))
+    await desk.pause()
+    await e.resolve(case_id, actor("carol"), "rolled back the deploy")
+
+
 Scenario = Callable[[Desk, str], Awaitable[None]]
 SCENARIOS: dict[str, Scenario] = {
     scenario.__name__: scenario
@@ -263,6 +295,7 @@ SCENARIOS: dict[str, Scenario] = {
         notes_and_refusals,
         stale_claim_webhook_and_final_tier_repeats,
         business_hours_then_continue_as_new,
+        slack_and_pagerduty_channels,
     )
 }
 # How a recorded history may end: a case that continued as new is recorded up to

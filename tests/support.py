@@ -44,11 +44,17 @@ from escalator.domain.models import (
     Actor,
     CaseInput,
     CaseStatus,
+    ChannelSend,
     DeliveryReceipt,
     Notification,
     ResolveRequest,
 )
-from escalator.domain.names import SEND_EMAIL
+from escalator.domain.names import (
+    POST_CHANNEL_WEBHOOK,
+    POST_SLACK_MESSAGE,
+    SEND_EMAIL,
+    SEND_PAGERDUTY_EVENT,
+)
 from escalator.domain.policy import Policy
 from starter import EscalatorClient
 from workflows.escalation import EscalationWorkflow
@@ -90,6 +96,7 @@ class RecordingNotifier:
         )
         self.ledger = self.ledger_activities.store
         self.sent: list[Notification] = []
+        self.channel_sends: list[ChannelSend] = []  # to the policy's named channels
         self.assessments: list[AssessmentRequest] = []
         self.drafts: list[DraftRequest] = []
         # The real offline assessor by default: deterministic, and no network.
@@ -127,12 +134,28 @@ class RecordingNotifier:
             self.drafts.append(request)
             return offline_draft(request)
 
+        def channel(name: str, kind: str):
+            @activity.defn(name=name)
+            async def send(message: ChannelSend) -> DeliveryReceipt:
+                self.channel_sends.append(message)
+                return DeliveryReceipt(
+                    message_id=message.message_id,
+                    channel=kind,
+                    accepted=(message.channel,),
+                    detail=f"{message.channel}: recorded",
+                )
+
+            return send
+
         return [
             send_email,
             post_webhook,
             assess_case,
             draft_for_audience,
             self.ledger_activities.record_to_ledger,
+            channel(POST_SLACK_MESSAGE, "slack"),
+            channel(SEND_PAGERDUTY_EVENT, "pagerduty"),
+            channel(POST_CHANNEL_WEBHOOK, "webhook"),
         ]
 
     def purposes(self, case_id: str | None = None) -> list[tuple[str, int]]:

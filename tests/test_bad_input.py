@@ -182,6 +182,21 @@ escalation:
     - {level: 2, name: Engineering, team: eng, notify: [eng@example.com]}
 """
 
+# Channels (docs/channels.md): a policy names environment variables, never a secret.
+PAGER = "channels: {pagerduty: {kind: pagerduty, routing_key_env: PAGERDUTY_ROUTING_KEY}}"
+SLACK_URL = "https://hooks.slack.com/services/T0AAAAAAA/B0BBBBBBB/cccccccccccccccccccccccc"
+ROUTING_KEY = "e93facc04764012d7bfb002500d5d1a6"
+
+
+def with_channels(channels: str, *, tier_2: str = "", overrides: str = "") -> str:
+    """TWO_TIERS with `channels` under `escalation:`, `tier_2` added to tier 2's fields,
+    and `overrides` (severity_overrides items) appended."""
+    text = policy_with(channels).replace(
+        "notify: [eng@example.com]}", f"notify: [eng@example.com]{tier_2}}}"
+    )
+    return text + (f"  severity_overrides:\n    - {overrides}\n" if overrides else "")
+
+
 POLICY_CASES = [
     PolicyCase("missing-field", "a tier without `name`", one_tier("level: 1, team: desk"),
                "escalation.tiers[0].name: required field is missing", "escalation.tiers[0].name", where="3:7"),
@@ -312,6 +327,29 @@ POLICY_CASES = [
                one_tier("level: 1, name: Desk, team: desk, webhook: 'ftp://hooks.example/l1'"),
                "escalation.tiers[0].webhook: 'ftp://hooks.example/l1' is not an http(s) URL: write it as https://host/path (or http://)",
                "escalation.tiers[0].webhook", "https://host/path", where="3:51"),
+    PolicyCase("unknown-channel", "a tier listing `channels: [pagerdutty]` (a typo of a defined channel)",
+               with_channels(PAGER, tier_2=", channels: [pagerdutty]"),
+               "escalation.tiers: tier 2 (Engineering): channels[0]: 'pagerdutty' is not one of the policy's "
+               "channels (channels: pagerduty)", "channels[0]", "(channels: pagerduty)", where="5:86"),
+    PolicyCase("unknown-override-channel", "a severity override with `notification: pager`, not a defined channel",
+               with_channels(PAGER, overrides="{severity: P0, route_to: 2, notification: pager}"),
+               "escalation.severity_overrides[0].notification: 'pager' is not one of the policy's channels "
+               "(channels: pagerduty)", "escalation.severity_overrides[0].notification", where="7:49"),
+    PolicyCase("inline-slack-url", "a Slack channel with its webhook URL inline (`url: https://hooks.slack.com/...`)",
+               with_channels(f"channels: {{chat: {{kind: slack, url: '{SLACK_URL}'}}}}", tier_2=", channels: [chat]"),
+               "escalation.channels.chat: url: a Slack incoming-webhook URL is a secret, so it never goes in a "
+               "policy; put it in an environment variable on the worker and name that with url_env",
+               "escalation.channels.chat: url", "name that with url_env", where="2:39"),
+    PolicyCase("inline-routing-key", "a PagerDuty channel with its `routing_key` inline",
+               with_channels(f"channels: {{pagerduty: {{kind: pagerduty, routing_key: {ROUTING_KEY}}}}}"),
+               "escalation.channels.pagerduty: routing_key: a PagerDuty routing key is a secret, so it never goes "
+               "in a policy; put it in an environment variable on the worker and name that with routing_key_env",
+               "escalation.channels.pagerduty: routing_key", "name that with routing_key_env", where="2:56"),
+    PolicyCase("routing-key-as-env-name", "`routing_key_env:` holding the key itself (the error must not repeat it)",
+               with_channels(f"channels: {{pagerduty: {{kind: pagerduty, routing_key_env: {ROUTING_KEY}}}}}"),
+               "escalation.channels.pagerduty.routing_key_env: must name an environment variable (upper-case "
+               "letters, digits and _, e.g. SLACK_ONCALL_URL), not hold the secret; set the variable on the worker",
+               "escalation.channels.pagerduty.routing_key_env", "set the variable on the worker", where="2:60"),
 ]  # fmt: skip
 
 for _case in POLICY_CASES:
@@ -487,6 +525,15 @@ CLI_CASES = [
             _start("--policy", "{tmp}/holiday.yaml"),
             "escalator: {tmp}/holiday.yaml:2:25: escalation.calendar.holidays[0]: '2026-13-45' is not a valid date "
             "(month must be in 1..12); write it as YYYY-MM-DD, e.g. 2026-12-24"),
+    CliCase("start-policy-with-unknown-channel", "`escalator start … --policy pager.yaml` (`channels: [pagerdutty]`)",
+            _start("--policy", "{tmp}/pager.yaml"),
+            "escalator: {tmp}/pager.yaml:5:86: escalation.tiers: tier 2 (Engineering): channels[0]: 'pagerdutty' "
+            "is not one of the policy's channels (channels: pagerduty)"),
+    CliCase("start-policy-with-inline-routing-key", "`escalator start … --policy key.yaml` (`routing_key:` inline)",
+            _start("--policy", "{tmp}/key.yaml"),
+            "escalator: {tmp}/key.yaml:2:56: escalation.channels.pagerduty: routing_key: a PagerDuty routing key "
+            "is a secret, so it never goes in a policy; put it in an environment variable on the worker and name "
+            "that with routing_key_env"),
 ]  # fmt: skip
 
 for _case in CLI_CASES:
@@ -510,6 +557,13 @@ def cli_runs(tmp_path_factory) -> dict[str, tuple[subprocess.CompletedProcess, s
     (tmp / "dup.yaml").write_text(TWO_TIERS.replace("level: 2", "level: 1"), encoding="utf-8")
     (tmp / "holiday.yaml").write_text(
         policy_with("calendar: {holidays: [2026-13-45]}"), encoding="utf-8"
+    )
+    (tmp / "pager.yaml").write_text(
+        with_channels(PAGER, tier_2=", channels: [pagerdutty]"), encoding="utf-8"
+    )
+    (tmp / "key.yaml").write_text(
+        with_channels(f"channels: {{pagerduty: {{kind: pagerduty, routing_key: {ROUTING_KEY}}}}}"),
+        encoding="utf-8",
     )
     env = {k: v for k, v in os.environ.items() if k != "ESCALATOR_ENCRYPTION_KEY"}
     env["TEMPORAL_ADDRESS"] = f"127.0.0.1:{free_port()}"  # nothing listens there
@@ -912,6 +966,36 @@ def start_fields(case_id: str, **fields) -> dict:
     return {"case_id": case_id, "title": "VPN down", "policy": DEFAULT_POLICY, **fields}
 
 
+def policy_json(channels: dict, *, engineering: tuple[str, ...] = ()) -> dict:
+    """The default policy as JSON (what a Python caller or a raw client sends), with
+    `channels` for its override labels and `engineering` as L3's channels."""
+    policy = DEFAULT_POLICY.model_dump(mode="json")
+    policy["channels"] = channels
+    policy["tiers"][2]["channels"] = list(engineering)
+    return policy
+
+
+CHANNELS = {
+    "pagerduty": {"kind": "pagerduty", "routing_key_env": "PAGERDUTY_ROUTING_KEY"},
+    "slack_oncall": {"kind": "slack", "url_env": "SLACK_ONCALL_URL"},
+    "slack_channel": {"kind": "slack", "url_env": "SLACK_CHANNEL_URL"},
+}
+UNKNOWN_CHANNEL = policy_json(CHANNELS, engineering=("pagerdutty",))
+UNKNOWN_CHANNEL_REASON = (
+    "policy.tiers: tier 3 (Engineering): channels[0]: 'pagerdutty' is not one of the policy's "
+    "channels (channels: pagerduty, slack_channel, slack_oncall)"
+)
+INLINE_KEY = policy_json(
+    {**CHANNELS, "pagerduty": {"kind": "pagerduty", "routing_key": ROUTING_KEY}},
+    engineering=("pagerduty",),
+)
+INLINE_KEY_REASON = (
+    "policy.channels.pagerduty: routing_key: a PagerDuty routing key is a secret, so it never "
+    "goes in a policy; put it in an environment variable on the worker and name that with "
+    "routing_key_env"
+)
+
+
 @dataclass(frozen=True)
 class RefusedStart:
     id: str
@@ -937,6 +1021,10 @@ REFUSED_STARTS = [
                  {"customer": {"email": "jane@acme.example\r\nBcc: evil@example.com"}},
                  "case: customer.email: 'jane@acme.example\\r\\nBcc: evil@example.com' is not an email address: "
                  "The part after the @-sign contains invalid characters: ':', '@', SPACE, U+000A, U+000D."),
+    RefusedStart("policy-unknown-channel", "a policy whose L3 lists `channels: [pagerdutty]`",
+                 {"policy": UNKNOWN_CHANNEL}, f"case: {UNKNOWN_CHANNEL_REASON}"),
+    RefusedStart("policy-inline-routing-key", "a policy with a PagerDuty `routing_key` inline (not repeated)",
+                 {"policy": INLINE_KEY}, f"case: {INLINE_KEY_REASON}"),
 ]  # fmt: skip
 
 for _case in REFUSED_STARTS:
@@ -1241,6 +1329,10 @@ RAW_STARTS = [
              "case: data: is 17418 bytes as JSON; the limit is 16384 bytes, so attach long logs elsewhere"),
     RawStart("bad-carried-state", "a continue-as-new state that does not decode (`carried.tier_level: \"two\"`)",
              [raw_case(carried={"tier_level": "two"})], "case: carried."),
+    RawStart("unknown-channel", "a policy whose L3 lists `channels: [pagerdutty]`",
+             [raw_case(policy=UNKNOWN_CHANNEL)], f"case: {UNKNOWN_CHANNEL_REASON}"),
+    RawStart("inline-routing-key", "a policy with a PagerDuty `routing_key` inline (not repeated)",
+             [raw_case(policy=INLINE_KEY)], f"case: {INLINE_KEY_REASON}"),
 ]  # fmt: skip
 
 for _case in RAW_STARTS:

@@ -89,6 +89,7 @@ def test_all_activities_are_exported_under_the_workflows_names():
     from escalator.domain import names as n
 
     called = {n.SEND_EMAIL, n.POST_WEBHOOK, n.ASSESS_CASE, n.DRAFT_FOR_AUDIENCE, n.RECORD_TO_LEDGER}
+    called |= set(n.CHANNEL_ACTIVITIES.values())
     functions = {fn.__temporal_activity_definition.name for fn in activities.ALL_ACTIVITIES}
     methods = activities.activities_for(EscalatorSettings.defaults())
     assert functions == called

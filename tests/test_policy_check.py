@@ -121,9 +121,10 @@ def test_a_severity_override_to_the_first_tier(tmp_path):
 
 
 def test_a_severity_override_to_the_first_tier_with_a_channel_label_does_something(tmp_path):
-    # Its `notification` label still travels with the first notification.
+    # Its `notification` label still travels with the first notification, so the
+    # override is not pointless; the label itself is warned about (it pages nobody).
     text = CLEAN + "  severity_overrides:\n    - {severity: P3, route_to: 1, notification: sms}\n"
-    assert check(tmp_path, text) == []
+    assert [w.code for w in check(tmp_path, text)] == ["label-only-notification"]
 
 
 def test_a_customer_tier_override_to_the_first_tier(tmp_path):
@@ -143,6 +144,64 @@ def test_an_override_to_a_missing_tier_is_already_an_error(tmp_path):
     text = CLEAN + "  severity_overrides:\n    - {severity: P0, route_to: 5}\n"
     with pytest.raises(PolicyError, match=r":15:32: escalation.severity_overrides\[0\].route_to"):
         check(tmp_path, text)
+
+
+def test_a_tier_with_only_channels_is_heard(tmp_path):
+    text = CLEAN.replace(
+        "escalation:\n", "escalation:\n  channels:\n    chat: {kind: slack, url_env: CHAT_URL}\n"
+    ).replace("notify: [back@example.com]", "channels: [chat]")
+    assert check(tmp_path, text) == []
+
+
+def test_a_notification_label_in_a_policy_without_channels(tmp_path):
+    text = CLEAN + (
+        "  severity_overrides:\n"
+        "    - {severity: P0, route_to: 2, notification: pagerduty}\n"
+        "    - {severity: P1, route_to: 2}\n"
+    )  # fmt: skip
+    warning = only(check(tmp_path, text))
+    assert (warning.code, warning.field) == (
+        "label-only-notification",
+        "severity_overrides[0].notification",
+    )
+    assert (warning.line, warning.column) == where(text, 15, "pagerduty}")
+    assert warning.message.startswith(
+        "'pagerduty' names no channel, so nothing is paged or posted for P0 cases"
+    )
+    assert "define it under channels" in warning.message
+
+
+CHANNELS = """\
+  channels:
+    pagerduty: {kind: pagerduty, routing_key_env: PAGERDUTY_ROUTING_KEY}
+    chat:
+      kind: slack
+      url_env: CHAT_URL
+"""
+
+
+def test_a_channel_nothing_uses(tmp_path):
+    text = CLEAN.replace("escalation:\n", "escalation:\n" + CHANNELS).replace(
+        "notify: [back@example.com]", "notify: [back@example.com]\n      channels: [pagerduty]"
+    )
+    warning = only(check(tmp_path, text))
+    assert (warning.code, warning.field) == ("unused-channel", "channels.chat")
+    assert (warning.line, warning.column) == where(text, 5, "kind: slack")
+    assert warning.message == (
+        "no tier lists 'chat' under channels and no severity override names it as its "
+        "notification, so this slack channel is never sent anything; add it to a tier's "
+        "channels or remove it"
+    )
+
+
+def test_a_channel_only_an_override_names_is_used(tmp_path):
+    text = (
+        CLEAN.replace("escalation:\n", "escalation:\n" + CHANNELS)
+        + "  severity_overrides:\n"
+        "    - {severity: P0, route_to: 2, notification: pagerduty}\n"
+        "    - {severity: P1, route_to: 2, notification: chat}\n"
+    )  # fmt: skip
+    assert check(tmp_path, text) == []  # and no label warning: both are channels
 
 
 def test_a_resolution_target_equal_to_first_response(tmp_path):
@@ -497,6 +556,16 @@ def test_cli_unreadable_ledger_is_a_note_and_the_other_checks_run(tmp_path):
     assert result.stdout.splitlines()[-1] == f"{path}: 1 warning (policy {version_of(path)})"
 
 
-def test_shipped_default_policy_is_clean():
+def test_shipped_default_policy_warns_only_of_its_notification_labels():
+    # default.yaml predates channels: its overrides' `notification` values are labels,
+    # which page nobody (policies/chat-and-pager.yaml defines them as channels).
     located = load_policy_with_locations(ROOT / "policies" / "default.yaml")
+    found = check_policy(located.policy, located.locate, tier_positions=located.tier_positions)
+    assert [(w.code, w.field) for w in found] == [
+        ("label-only-notification", f"severity_overrides[{i}].notification") for i in range(3)
+    ]
+
+
+def test_shipped_chat_and_pager_policy_is_clean():
+    located = load_policy_with_locations(ROOT / "policies" / "chat-and-pager.yaml")
     assert check_policy(located.policy, located.locate, tier_positions=located.tier_positions) == []

@@ -18,6 +18,7 @@ from activities.notifications import NotificationActivities
 from escalator.adapters.settings import (
     AiSettings,
     EscalatorSettings,
+    LinkSettings,
     SmtpSettings,
     TemporalSettings,
     WebhookSettings,
@@ -117,6 +118,8 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
         "ESCALATOR_LEDGER_URL": "postgresql://ledger:pw@db.example.com/escalator_ledger",
         "ESCALATOR_WEBHOOK_SECRET": SECRETS["ESCALATOR_WEBHOOK_SECRET"],
         "ESCALATOR_WEBHOOK_ALLOW_PRIVATE": "Yes",
+        "ESCALATOR_WEB_UI": "https://temporal-ui.example.com",
+        "ESCALATOR_API_URL": "https://escalator.example.com",
     }
     assert set(values) == set(EscalatorSettings.env_names()) - {"TEMPORAL_TLS"}
     for name, value in values.items():
@@ -159,6 +162,9 @@ def test_every_variable_overrides_its_default(monkeypatch, clean_environ):
         webhook = settings.webhook
         assert webhook.secret.get_secret_value() == SECRETS["ESCALATOR_WEBHOOK_SECRET"]
         assert webhook.allow_private is True
+        assert settings.links == LinkSettings(
+            web_ui="https://temporal-ui.example.com", api_url="https://escalator.example.com"
+        )
         options = options_from_settings(settings)
         assert "workflow_runner" not in options  # sandboxed
         assert options["sticky_queue_schedule_to_start_timeout"] == timedelta(seconds=3)
@@ -512,10 +518,13 @@ async def test_build_workers_registers_activities_built_from_the_settings(dev_en
     assert sorted(a.__name__ for a in registered) == [
         "assess_case",
         "draft_for_audience",
+        "post_channel_webhook",
+        "post_slack_message",
         "post_webhook",
         "record_to_ledger",
         "send_email",
         "send_monthly_review",
+        "send_pagerduty_event",
     ]
     assert all(a.__self__.settings is settings for a in registered)
     assert [a.__name__ for a in activities_for(settings)] == [
@@ -524,4 +533,31 @@ async def test_build_workers_registers_activities_built_from_the_settings(dev_en
         "assess_case",
         "draft_for_audience",
         "record_to_ledger",
+        "post_slack_message",
+        "send_pagerduty_event",
+        "post_channel_webhook",
     ]
+
+
+# -- case links (activities/channels.py) -----------------------------------------------
+
+
+def test_case_links_default_to_the_dev_servers_web_ui(no_config_file):
+    from activities.channels import case_link
+
+    settings = EscalatorSettings.from_env(no_config_file)
+    assert settings.links == LinkSettings(web_ui="http://localhost:8233", api_url=None)
+    assert (
+        case_link("c 1/2", settings)
+        == "http://localhost:8233/namespaces/default/workflows/case-c%201%2F2"
+    )
+    api = EscalatorSettings.from_env({**no_config_file, "ESCALATOR_API_URL": "https://e.example/"})
+    assert case_link("c-1", api) == "https://e.example/queue"
+
+
+def test_a_bad_case_link_setting_costs_the_link_not_the_start(no_config_file):
+    from activities.channels import case_link
+
+    settings = EscalatorSettings.from_env({**no_config_file, "ESCALATOR_WEB_UI": "not a url"})
+    assert settings.links.web_ui == "not a url"  # loads: the worker still starts
+    assert case_link("c-1", settings) is None

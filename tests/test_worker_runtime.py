@@ -20,7 +20,14 @@ from escalator.runtime.worker import (
 
 def test_model_calls_are_split_off_by_activity_name():
     cases, ai = split_activities(ALL_ACTIVITIES)
-    assert sorted(a.__name__ for a in cases) == ["post_webhook", "record_to_ledger", "send_email"]
+    assert sorted(a.__name__ for a in cases) == [
+        "post_channel_webhook",
+        "post_slack_message",
+        "post_webhook",
+        "record_to_ledger",
+        "send_email",
+        "send_pagerduty_event",
+    ]
     assert sorted(a.__name__ for a in ai) == ["assess_case", "draft_for_audience"]
     assert ai_task_queue("escalations") == "escalations-ai"
 

@@ -373,7 +373,9 @@ def _validate(document: Any, root: Node | None, source: str) -> Policy:
     except ValidationError as exc:
         problem = first_problem(exc)
         mark = _locate(
-            root, (*base, *problem.loc, *problem.at), key=problem.kind == "extra_forbidden"
+            root,
+            (*base, *problem.loc, *problem.at),
+            key=problem.kind == "extra_forbidden" or problem.on_key,
         )
         prefix = "escalation." if base else ""
         raise PolicyError(f"{_where(source, mark)}{prefix}{problem.describe()}") from None

@@ -18,6 +18,8 @@
     ESCALATOR_WORKFLOW_SANDBOX, ESCALATOR_METRICS_ADDRESS.
   - `webhook` (`WebhookSettings`): ESCALATOR_WEBHOOK_SECRET (signs each POST),
     ESCALATOR_WEBHOOK_ALLOW_PRIVATE (allow loopback and private receivers).
+  - `links` (`LinkSettings`): ESCALATOR_WEB_UI (the Temporal Web UI), ESCALATOR_API_URL
+    (the Escalator API): where the case links in Slack messages and PagerDuty alerts go.
 
 Every variable keeps the name it had before this model existed. Empty values count as
 unset (`SMTP_USERNAME=` in a .env file means "no auth"), and surrounding spaces are
@@ -111,6 +113,8 @@ MAX_SECONDS = 3600
 # Where the worker serves Prometheus metrics (/metrics): nowhere unless
 # ESCALATOR_METRICS_ADDRESS is set, and on loopback unless it names another address.
 METRICS_DEFAULT_HOST = "127.0.0.1"
+# The Temporal dev server's Web UI, where case links go unless ESCALATOR_WEB_UI says.
+DEFAULT_WEB_UI = "http://localhost:8233"
 
 
 # -- shared machinery ----------------------------------------------------------------------
@@ -523,6 +527,20 @@ class WebhookSettings(_Group):
         return self.secret.get_secret_value().encode() if self.secret else None
 
 
+class LinkSettings(_Group):
+    """Where a Slack message's or PagerDuty alert's case link points (activities/channels.py).
+
+    Not checked here: a link is a convenience, so a bad value must cost the link, not
+    the worker's start or a page. The channel activities check it when they build one
+    (`escalator.domain.slack_message.checked_case_link`) and send without it, with a
+    warning, when it is refused."""
+
+    # The same variable and default as the API's /queue page (escalator/api/stream.py).
+    web_ui: str = _env(DEFAULT_WEB_UI, "ESCALATOR_WEB_UI")
+    # When set, links go to the API's live queue (`<api_url>/queue`) instead.
+    api_url: str | None = _env(None, "ESCALATOR_API_URL")
+
+
 DEFAULT_LEDGER_URL = "sqlite:///.data/ledger.db"  # under the data directory
 
 
@@ -554,6 +572,7 @@ _GROUPS: dict[str, type[_Group]] = {
     "worker": WorkerSettings,
     "ledger": LedgerSettings,
     "webhook": WebhookSettings,
+    "links": LinkSettings,
 }
 
 
@@ -582,6 +601,7 @@ class EscalatorSettings(BaseSettings):
     worker: WorkerSettings = WorkerSettings()
     ledger: LedgerSettings = LedgerSettings()
     webhook: WebhookSettings = WebhookSettings()
+    links: LinkSettings = LinkSettings()
 
     @classmethod
     def settings_customise_sources(

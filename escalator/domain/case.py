@@ -22,6 +22,13 @@ raises `Refused` with the reason, and the state is unchanged.
    and resolve, as escalator/domain/rules.py allows.
 4. A resolved case may be reopened within the policy's reopen window.
 
+Telling a tier means mail to its `notify` list, a POST to its `webhook`, and a
+message on each of the policy's channels it names (and its severity override
+names): Slack and webhook channels hear everything the tier hears; a PagerDuty
+channel is paged when the case arrives or again waits for someone there
+(PAGING_PURPOSES), the claim acknowledges every page and the resolve resolves
+them, all keyed by the case id (docs/channels.md).
+
 The engine never reads a clock, never does I/O and never imports Temporal: the
 workflow (workflows/escalation.py) is its durable shell, and the policy
 simulator runs it directly. Behaviour changes that running cases must not see
@@ -51,6 +58,8 @@ from escalator.domain.models import (
     AddNoteRequest,
     CaseInput,
     CaseState,
+    ChannelEvent,
+    ChannelSend,
     ClaimRequest,
     DeescalateRequest,
     DeliveryReceipt,
@@ -63,7 +72,7 @@ from escalator.domain.models import (
     ResumeRequest,
     SetSeverityRequest,
 )
-from escalator.domain.names import POST_WEBHOOK, SEND_EMAIL
+from escalator.domain.names import CHANNEL_ACTIVITIES, POST_WEBHOOK, SEND_EMAIL
 from escalator.domain.policy import Tier
 from escalator.domain.records import (
     CaseNote,
@@ -75,6 +84,12 @@ from escalator.domain.records import (
 )
 
 _ZERO = timedelta(0)
+# What pages a PagerDuty channel: the case arriving, or again waiting for someone.
+# Warnings, reminders and assessments go to Slack and webhooks only; the alert
+# the arrival triggered is still open for them.
+PAGING_PURPOSES: frozenset[str] = frozenset(
+    {"tier_entry", "reopened", "deescalation", "repeat", "sla_breach", "claim_released"}
+)
 Patched = Callable[[str], bool]
 
 # -- what the engine returns --------------------------------------------------------
@@ -82,11 +97,20 @@ Patched = Callable[[str], bool]
 
 @dataclass(frozen=True)
 class Deliver:
-    """Send this notification with this activity (mail or webhook), in the background."""
+    """Send this notification with this activity (mail, webhook, or one of the
+    policy's channels), in the background."""
 
     activity: str
-    notification: Notification
+    notification: Notification | ChannelSend
     summary: str
+
+    @property
+    def purpose(self) -> NotificationPurpose | None:
+        """What the tier is told; None for a page's acknowledge or resolve."""
+        notice = self.notification
+        if isinstance(notice, ChannelSend):
+            return notice.notification.purpose if notice.notification else None
+        return notice.purpose
 
 
 @dataclass(frozen=True)
@@ -246,6 +270,7 @@ def claim(
     )
     change.rearm = True
     change.record("claimed", f"claimed at {change.tier.label}", actor=user)
+    change.follow_up_pages("acknowledge")  # someone has it: the pager stops
     return change.step("claimed")
 
 
@@ -366,6 +391,7 @@ def resolve(
     change.rearm = True
     summary = f": {request.summary}" if request.summary else ""
     change.record("resolved", f"resolved at {change.tier.label}{summary}", actor=user)
+    change.follow_up_pages("resolve")  # a page never outlives its case
     return change.step("resolved")
 
 
@@ -401,11 +427,14 @@ def reopen(
 
 
 def delivered(
-    state: CaseState, case: CaseInput, notice: Notification, receipt: DeliveryReceipt, now: datetime
+    state: CaseState,
+    case: CaseInput,
+    notice: Notification | ChannelSend,
+    receipt: DeliveryReceipt,
+    now: datetime,
 ) -> Step:
     change = _Change(state, case, now)
-    what = f"{notice.purpose} {notice.message_id}"
-    change.record("notification_sent", f"{receipt.channel} {what}: {receipt.detail}")
+    change.record("notification_sent", f"{receipt.channel} {_what(notice)}: {receipt.detail}")
     return change.step()
 
 
@@ -413,14 +442,21 @@ def delivery_failed(
     state: CaseState,
     case: CaseInput,
     activity: str,
-    notice: Notification,
+    notice: Notification | ChannelSend,
     cause: str,
     now: datetime,
 ) -> Step:
     change = _Change(state, case, now)
-    what = f"{notice.purpose} {notice.message_id}"
-    change.record("notification_failed", f"{activity} {what}: {cause}")
+    change.record("notification_failed", f"{activity} {_what(notice)}: {cause}")
     return change.step()
+
+
+def _what(notice: Notification | ChannelSend) -> str:
+    """`tier_entry <id>`, or for a channel `slack_oncall notify <id>`: names only,
+    never a URL or a key."""
+    if isinstance(notice, ChannelSend):
+        return f"{notice.channel} {notice.event} {notice.message_id}"
+    return f"{notice.purpose} {notice.message_id}"
 
 
 def assessed(
@@ -703,7 +739,8 @@ class _Change:
         channel: str | None = None,
     ) -> None:
         tier = self.tier
-        if not tier.notify and not tier.webhook:
+        channels = self.case.policy.channels_for(tier.level, self.state.severity)
+        if not tier.notify and not tier.webhook and not channels:
             self.record("notification_skipped", f"{tier.label} has no email or webhook")
             return
         notice = self.notification(
@@ -714,6 +751,41 @@ class _Change:
             self.effects.append(Deliver(SEND_EMAIL, notice, f"{summary} ({purpose})"))
         if tier.webhook:
             self.effects.append(Deliver(POST_WEBHOOK, notice, f"{summary} webhook ({purpose})"))
+        for name in channels:
+            kind = self.case.policy.channels[name].kind
+            if kind != "pagerduty":
+                self.send_to_channel(name, "notify", notice, f"{summary} on {name} ({purpose})")
+            elif purpose in PAGING_PURPOSES:
+                self.set(paged=tuple(dict.fromkeys((*self.state.paged, name))))
+                self.send_to_channel(name, "trigger", notice, f"page {name} ({purpose})")
+
+    def follow_up_pages(self, event: ChannelEvent) -> None:
+        """Acknowledge (on a claim) or resolve (on the resolve) every alert this case
+        triggered, keyed by the case id; a resolve closes them for good."""
+        for name in self.state.paged:
+            self.send_to_channel(name, event, None, f"{event} the page on {name}")
+        if event == "resolve":
+            self.set(paged=())
+
+    def send_to_channel(
+        self, name: str, event: ChannelEvent, notice: Notification | None, summary: str
+    ) -> None:
+        if notice is not None:  # the notification's id, told apart per channel
+            message_id = notice.message_id.replace("@escalator>", f".{name}@escalator>")
+        else:  # the timeline entry this follows, so each follow-up has its own id
+            message_id = (
+                f"<{self.case.case_id}.t{self.state.timeline_total}.{event}.{name}@escalator>"
+            )
+        settings = self.case.policy.channels[name]
+        send = ChannelSend(
+            message_id=message_id,
+            channel=name,
+            settings=settings,
+            event=event,
+            case_id=self.case.case_id,
+            notification=notice,
+        )
+        self.effects.append(Deliver(CHANNEL_ACTIVITIES[settings.kind], send, summary))
 
     def notify_assignee(self) -> None:
         """Remind the assignee directly when their user name is an address, else

@@ -60,6 +60,9 @@ class Problem:
     kind: str  # pydantic's error type, e.g. "missing", "extra_forbidden", "value_error"
     message: str  # the reason, already worded for users
     more: int  # how many other problems the error holds
+    # The problem is a mapping's key (pydantic's "[key]" in `loc`, left out of `loc`
+    # here): e.g. a channel name that is no name. The loader points at the key.
+    on_key: bool = False
 
     def describe(self, prefix: str = "") -> str:
         """`prefix: field: reason (and N more problems)`, on one line."""
@@ -83,7 +86,11 @@ def first_problem(error: ValidationError) -> Problem:
         message = "unknown field; check the spelling against the policy reference in README.md"
     cause = (first.get("ctx") or {}).get("error")
     at = cause.at if isinstance(cause, FieldValueError) else ()
-    return Problem(tuple(first["loc"]), at, first["type"], message, len(problems) - 1)
+    loc = tuple(first["loc"])
+    on_key = loc[-1:] == ("[key]",)
+    return Problem(
+        loc[:-1] if on_key else loc, at, first["type"], message, len(problems) - 1, on_key
+    )
 
 
 def describe_validation_error(error: ValidationError, *, prefix: str = "") -> str:

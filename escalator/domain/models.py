@@ -37,7 +37,7 @@ from escalator.domain.limits import (
     MAX_SUMMARY_CHARS,
     MAX_TITLE_CHARS,
 )
-from escalator.domain.policy import EmailAddress, Policy, Severity, WholeNumber
+from escalator.domain.policy import Channel, EmailAddress, Policy, Severity, WholeNumber
 from escalator.domain.records import (
     ACCOUNT_PATTERN,
     CASE_ID_PATTERN,
@@ -371,9 +371,33 @@ class Notification(Model):
     occurred_at: datetime
 
 
+ChannelEvent = Literal["notify", "trigger", "acknowledge", "resolve"]
+
+
+class ChannelSend(Model):
+    """Input of the channel activities (`post_slack_message`, `send_pagerduty_event`,
+    `post_channel_webhook`): one message to one of the policy's named channels.
+
+    It carries the channel's settings as the policy snapshot has them: the names of
+    the environment variables that hold the URL or routing key, never their values.
+    The worker reads them when it sends, so no secret enters a case's history.
+    """
+
+    message_id: str = Field(description="Stable per (case, event, channel): retries reuse it.")
+    channel: str = Field(description="The channel's name in the policy, e.g. slack_oncall.")
+    settings: Channel
+    event: ChannelEvent = Field(
+        description="notify (Slack, webhook); trigger, acknowledge or resolve (PagerDuty)."
+    )
+    case_id: str
+    notification: Notification | None = Field(
+        default=None, description="What happened, for notify and trigger."
+    )
+
+
 class DeliveryReceipt(Model):
     message_id: str
-    channel: Literal["email", "webhook"]
+    channel: Literal["email", "webhook", "slack", "pagerduty"]
     accepted: tuple[str, ...] = ()
     detail: str = ""
 
@@ -427,6 +451,9 @@ class CaseState(Model):
     escalated_up: int = 0
     # Set while a resolved case waits out its policy's reopen window.
     reopen_until: datetime | None = None
+    # PagerDuty channels the case has triggered an alert on, until its resolve
+    # resolves them; a claim acknowledges them.
+    paged: tuple[str, ...] = ()
     # Ledger events recorded but not yet sent when the case continued as new; only the
     # workflow sets it, and the next run sends them (escalator/domain/ledger.py).
     ledger_unsent: tuple[LedgerEvent, ...] = ()

@@ -12,6 +12,15 @@ WORKFLOW_TYPE = "EscalationWorkflow"
 # the SMTP, HTTP or model clients that implement them.
 SEND_EMAIL = "send_email"
 POST_WEBHOOK = "post_webhook"
+# The policy's named channels (escalator/domain/policy.py `Channel`), one per kind.
+POST_SLACK_MESSAGE = "post_slack_message"
+SEND_PAGERDUTY_EVENT = "send_pagerduty_event"
+POST_CHANNEL_WEBHOOK = "post_channel_webhook"
+CHANNEL_ACTIVITIES = {
+    "slack": POST_SLACK_MESSAGE,
+    "pagerduty": SEND_PAGERDUTY_EVENT,
+    "webhook": POST_CHANNEL_WEBHOOK,
+}
 ASSESS_CASE = "assess_case"
 DRAFT_FOR_AUDIENCE = "draft_for_audience"
 AI_ACTIVITIES = (ASSESS_CASE, DRAFT_FOR_AUDIENCE)

@@ -19,10 +19,18 @@ Rules worth knowing (the same for every source):
   HttpUrl reads it, with no blanks or control characters. It stays a plain string,
   exactly as written.
 - Booleans are never numbers (`level: true` is an error), unknown keys are errors.
+- `channels` names the Slack, PagerDuty and webhook destinations (`Channel`). A
+  policy holds only the names of the environment variables with their secrets,
+  never a secret: a Slack `url` or a PagerDuty `routing_key` written inline is
+  refused. Tiers (`channels: [...]`) and severity overrides (`notification:`) refer
+  to channels by name, and an unknown name is an error. A policy without a
+  `channels` section keeps `notification` as a label only, as policies did before
+  channels existed (their snapshots live on in running cases).
 """
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -37,6 +45,7 @@ from pydantic import (
     PlainSerializer,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -133,6 +142,105 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A channel's name, as tiers and overrides refer to it, e.g. `slack_oncall`.
+CHANNEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,39}")
+# An environment variable's name, e.g. `SLACK_ONCALL_URL`.
+ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
+
+
+def _channel_name(value: object) -> object:
+    if isinstance(value, str) and CHANNEL_NAME.fullmatch(value) is None:
+        raise ValueError(
+            f"{value[:60]!r} is not a channel name: use lower-case letters, digits, _ and -, "
+            "starting with a letter (at most 40), e.g. slack_oncall"
+        )
+    return value
+
+
+ChannelName = Annotated[str, BeforeValidator(_channel_name)]
+
+
+def _env_name(value: object) -> object:
+    if isinstance(value, str) and ENV_NAME.fullmatch(value) is None:
+        # Never echo the value: it is likely the secret itself, pasted by mistake.
+        raise ValueError(
+            "must name an environment variable (upper-case letters, digits and _, e.g. "
+            "SLACK_ONCALL_URL), not hold the secret; set the variable on the worker"
+        )
+    return value
+
+
+EnvName = Annotated[str, BeforeValidator(_env_name)]
+
+ChannelKind = Literal["slack", "pagerduty", "webhook"]
+# The settings each kind takes; every other one is refused with the reason.
+_CHANNEL_SETTINGS: dict[str, tuple[str, ...]] = {
+    "slack": ("url_env",),
+    "pagerduty": ("routing_key_env", "url"),
+    "webhook": ("url", "url_env"),
+}
+_INLINE_SECRETS = {
+    ("slack", "url"): "url: a Slack incoming-webhook URL is a secret, so it never goes in "
+    "a policy; put it in an environment variable on the worker and name that with url_env",
+    ("pagerduty", "routing_key"): "routing_key: a PagerDuty routing key is a secret, so it "
+    "never goes in a policy; put it in an environment variable on the worker and name "
+    "that with routing_key_env",
+}
+
+
+class Channel(_Strict):
+    """Where a tier's notifications also go: a Slack incoming webhook, a PagerDuty
+    service (Events API v2), or a generic JSON webhook. Secrets stay in the worker's
+    environment; the policy names the variables."""
+
+    kind: ChannelKind
+    url_env: EnvName | None = Field(
+        default=None, description="Environment variable holding the URL (Slack, webhook)."
+    )
+    routing_key_env: EnvName | None = Field(
+        default=None, description="Environment variable holding the routing key (PagerDuty)."
+    )
+    url: WebhookUrl | None = Field(
+        default=None,
+        description="PagerDuty: the events endpoint (default PagerDuty's); webhook: the URL.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret_inline(cls, data: object) -> object:
+        kind = data.get("kind") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or not isinstance(kind, str):
+            return data  # pydantic reports the shape or the kind
+        for key, value in data.items():
+            reason = _INLINE_SECRETS.get((kind, key))
+            if reason is not None and value is not None:  # a snapshot writes url: null
+                raise FieldValueError(reason, at=(key,))
+        return data
+
+    @model_validator(mode="after")
+    def _settings_fit_the_kind(self) -> Channel:
+        allowed = _CHANNEL_SETTINGS[self.kind]
+        for key in ("url_env", "routing_key_env", "url"):
+            if getattr(self, key) is not None and key not in allowed:
+                raise FieldValueError(
+                    f"a {self.kind} channel does not take {key}; it takes {' or '.join(allowed)}",
+                    at=(key,),
+                )
+        needed = {"slack": "url_env", "pagerduty": "routing_key_env"}.get(self.kind)
+        if needed is not None and getattr(self, needed) is None:
+            raise FieldValueError(
+                f"{needed}: a {self.kind} channel needs it, naming the environment variable "
+                "that holds "
+                f"its {'URL' if needed == 'url_env' else 'routing key'}",
+                at=(needed,),
+            )
+        if self.kind == "webhook" and (self.url is None) == (self.url_env is None):
+            raise FieldValueError(
+                "url: a webhook channel needs exactly one of url and url_env", at=("url",)
+            )
+        return self
+
+
 class Sla(_Strict):
     first_response: Duration = Field(description="Time to claim after entering the tier.")
     resolution_target: Duration = Field(description="Time to resolve after entering the tier.")
@@ -161,6 +269,9 @@ class Tier(_Strict):
     notify: tuple[EmailAddress, ...] = ()
     webhook: WebhookUrl | None = Field(
         default=None, description="http(s) URL that receives a JSON POST."
+    )
+    channels: tuple[ChannelName, ...] = Field(
+        default=(), description="Names of the policy's channels this tier is also told on."
     )
     sla: Sla | None = None
     calendar: BusinessCalendar | None = Field(
@@ -202,7 +313,9 @@ class SeverityOverride(_Strict):
         description="Level of the tier a case of this severity starts at."
     )
     notification: str | None = Field(
-        default=None, description="Channel label recorded with the notification, e.g. pagerduty."
+        default=None,
+        description="A channel every tier notification of such a case also goes to, e.g. "
+        "pagerduty; only a label in a policy without channels.",
     )
     description: str | None = None
 
@@ -238,6 +351,11 @@ def _check_overrides(
         seen.add(value)
 
 
+def _unknown_channel(name: str, channels: dict[str, Channel]) -> str:
+    known = ", ".join(sorted(channels)) or "none: add a channels section"
+    return f"{name!r} is not one of the policy's channels (channels: {known})"
+
+
 def _thresholds(value: object) -> object:
     # `warn_at: 0.75` and `warn_at: [0.5, 0.75, 0.9]` are both accepted.
     return (value,) if isinstance(value, int | float) and not isinstance(value, bool) else value
@@ -252,6 +370,11 @@ class Policy(_Strict):
         default=(0.75,),
         description="Fractions of a running SLA at which the owning tier is warned, "
         "each once per deadline.",
+    )
+    # Before `tiers`, so the tiers' validator can check the names they refer to.
+    channels: dict[ChannelName, Channel] = Field(
+        default_factory=dict,
+        description="Named Slack, PagerDuty and webhook destinations for tiers and overrides.",
     )
     tiers: tuple[Tier, ...]
     severity_overrides: tuple[SeverityOverride, ...] = ()
@@ -285,11 +408,19 @@ class Policy(_Strict):
 
     @field_validator("tiers")
     @classmethod
-    def _tiers_are_a_path(cls, tiers: tuple[Tier, ...]) -> tuple[Tier, ...]:
+    def _tiers_are_a_path(cls, tiers: tuple[Tier, ...], info: ValidationInfo) -> tuple[Tier, ...]:
         if not tiers:
             raise ValueError("a policy needs at least one tier")
+        channels = info.data.get("channels")  # absent when the channels were invalid
         seen: set[int] = set()
         for index, tier in enumerate(tiers):
+            for position, name in enumerate(tier.channels):
+                if channels is not None and name not in channels:
+                    raise FieldValueError(
+                        f"tier {tier.level} ({tier.name}): channels[{position}]: "
+                        + _unknown_channel(name, channels),
+                        at=(index, "channels", position),
+                    )
             if tier.level in seen:
                 raise FieldValueError(
                     f"level {tier.level} appears twice; give each tier its own level",
@@ -318,6 +449,15 @@ class Policy(_Strict):
         levels = [t.level for t in self.tiers]
         _check_overrides("severity_overrides", "severity", self.severity_overrides, levels)
         _check_overrides("tier_overrides", "customer_tier", self.tier_overrides, levels)
+        if self.channels:  # else `notification` is a label, as before channels existed
+            for index, override in enumerate(self.severity_overrides):
+                name = override.notification
+                if name is not None and name not in self.channels:
+                    raise FieldValueError(
+                        f"severity_overrides[{index}].notification: "
+                        + _unknown_channel(name, self.channels),
+                        at=("severity_overrides", index, "notification"),
+                    )
         return self
 
     # -- lookups --------------------------------------------------------------
@@ -339,6 +479,15 @@ class Policy(_Strict):
 
     def override_for(self, severity: str) -> SeverityOverride | None:
         return next((o for o in self.severity_overrides if o.severity == severity), None)
+
+    def channels_for(self, level: int, severity: str) -> tuple[str, ...]:
+        """The channels a notification of tier `level` goes to for a case of
+        `severity`: the tier's own, then its severity override's, each once."""
+        names = list(self.tier(level).channels)
+        override = self.override_for(severity)
+        if override and override.notification in self.channels:
+            names.append(override.notification)
+        return tuple(dict.fromkeys(names))
 
     @staticmethod
     def builder(name: str = "default", warn_at: float = 0.75) -> PolicyBuilder:

@@ -4,7 +4,8 @@ Validation (escalator.domain.policy) refuses a policy that cannot work. This mod
 finds the ones that work but probably do not do what their authors meant: a tier
 nobody hears, an override that changes nothing, an SLA with no time to work in, a
 warning too late to act on, a calendar that stops the clocks for a week, a reminder
-that comes after the resolution target, and (given the ledger's recent cases) a
+that comes after the resolution target, a severity override's `notification` that
+names no channel, a channel nothing uses, and (given the ledger's recent cases) a
 first response the team has not been meeting. docs/policy-check.md explains each one.
 
 Pure: no I/O. The caller passes the validated `Policy`, and optionally
@@ -95,6 +96,8 @@ def check_policy(
     _closed_weeks(context)
     _short_days(context)
     _late_repeats(context)
+    _label_only_notifications(context)
+    _unused_channels(context)
     return _ordered(context.found)
 
 
@@ -108,7 +111,7 @@ def _ordered(found: list[PolicyWarning]) -> list[PolicyWarning]:
 
 def _unheard_tiers(c: _Context) -> None:
     for tier in c.policy.tiers:
-        if tier.notify or tier.webhook:
+        if tier.notify or tier.webhook or tier.channels:
             continue
         extra = (
             " (the AI assessment still runs, but no person is told)" if tier.kind == "ai" else ""
@@ -116,9 +119,9 @@ def _unheard_tiers(c: _Context) -> None:
         c.warn(
             "unheard-tier",
             c.tier_path(tier),
-            f"{tier.label} has neither notify nor webhook, so nobody hears when a case reaches "
-            f"it, breaches or needs a reminder{extra}; add notify: [team@example.com] or a "
-            "webhook",
+            f"{tier.label} has neither notify nor webhook, nor channels, so nobody hears when "
+            f"a case reaches it, breaches or needs a reminder{extra}; add notify: "
+            "[team@example.com], a webhook or channels",
         )
 
 
@@ -328,6 +331,40 @@ def _late_repeats(c: _Context) -> None:
         f"case is not re-notified while it can still be resolved in time; {fix} "
         "(resolution_target minus first_response)",
     )
+
+
+def _label_only_notifications(c: _Context) -> None:
+    """In a policy without channels, `notification` is a label (the header
+    X-Escalator-Channel): nothing is sent to it, though `pagerduty` reads as if it paged."""
+    if c.policy.channels:  # then every notification names a channel (validation)
+        return
+    for index, override in enumerate(c.policy.severity_overrides):
+        if override.notification is None:
+            continue
+        c.warn(
+            "label-only-notification",
+            ("severity_overrides", index, "notification"),
+            f"{override.notification!r} names no channel, so nothing is paged or posted for "
+            f"{override.severity} cases (it only labels their notifications); define it under "
+            "channels (see docs/channels.md) or remove it",
+        )
+
+
+def _unused_channels(c: _Context) -> None:
+    """A channel no tier lists and no severity override names is never sent anything:
+    usually a typo'd or forgotten reference, or a leftover."""
+    used = {name for tier in c.policy.tiers for name in tier.channels}
+    used |= {o.notification for o in c.policy.severity_overrides if o.notification}
+    for name, channel in c.policy.channels.items():
+        if name in used:
+            continue
+        c.warn(
+            "unused-channel",
+            ("channels", name),
+            f"no tier lists {name!r} under channels and no severity override names it as its "
+            f"notification, so this {channel.kind} channel is never sent anything; add it to "
+            "a tier's channels or remove it",
+        )
 
 
 # -- against the ledger -------------------------------------------------------------

@@ -253,7 +253,7 @@ class _Case:
                 if entry.kind in TIER_ENTRIES:
                     self.entries.setdefault(entry.tier_level, []).append(entry.at)
             elif isinstance(effect, engine.Deliver):
-                self.notifications += effect.notification.purpose in POLICY_NOTICES
+                self.notifications += effect.purpose in POLICY_NOTICES
         if self.state.phase == "resolved" and self.state.reopen_until is None:
             # The workflow opens the window as the resolve's task ends.
             self.state = engine.reopen_window_opened(self.state, self.case)
