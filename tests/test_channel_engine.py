@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from support import DEFAULT_POLICY, actor
 from support import EngineCase as Case
 
 from escalator.domain import case as engine
 from escalator.domain.models import (
+    CaseInput,
     ClaimRequest,
     DeescalateRequest,
     EscalateRequest,
@@ -191,3 +193,40 @@ def test_outcomes_on_the_timeline_name_the_channel_only():
     entry = failed.state.timeline[-1]
     assert entry.kind == "notification_failed"
     assert entry.detail.startswith(f"send_pagerduty_event pagerduty trigger {page.message_id}: ")
+
+
+def test_the_stage_builder_names_channels_for_stages_and_routes():
+    policy = (
+        Policy.builder("benefits")
+        .channel("pagerduty", "pagerduty", routing_key_env="PAGERDUTY_ROUTING_KEY")
+        .channel("desk_chat", "slack", url_env="DESK_SLACK_URL")
+        .add_stage("helpdesk", handler="helpdesk_team", timeout=HOUR, channels=["desk_chat"])
+        .add_stage("supervisor", handler="supervisor_office", timeout=None)
+        .route("P0", to_stage="supervisor", notification="pagerduty")
+        .build()
+    )
+    assert policy.channels_for(1, "P3") == ("desk_chat",)
+    assert policy.channels_for(2, "P0") == ("pagerduty",)
+    case = Case(policy, severity="P0")
+    assert sends(case) == [(SEND_PAGERDUTY_EVENT, "pagerduty", "trigger", "tier_entry")]
+
+
+def test_a_refused_channel_never_repeats_its_value_even_in_pydantics_own_text():
+    import pydantic
+
+    key = "R0UTINGKEY" + "x" * 22  # pasted where the variable's name belongs
+    with pytest.raises(pydantic.ValidationError) as refused:
+        Policy.model_validate(
+            {
+                **POLICY.model_dump(mode="json"),
+                "channels": {"pagerduty": {"kind": "pagerduty", "routing_key_env": key.lower()}},
+            }
+        )
+    assert key.lower() not in str(refused.value)
+    # nor when the policy comes inside a case, as every client sends it
+    with pytest.raises(pydantic.ValidationError) as refused:
+        CaseInput.model_validate({"case_id": "c-1", "title": "t", "policy": {
+            **POLICY.model_dump(mode="json"),
+            "channels": {"pagerduty": {"kind": "pagerduty", "routing_key_env": key.lower()}},
+        }})  # fmt: skip
+    assert key.lower() not in str(refused.value)

@@ -220,6 +220,11 @@ class Stack:
         env = self._child_env()
         if self.with_catcher:
             env.update(SMTP_HOST=LOOPBACK, SMTP_PORT=str(self.options.mail_port))
+        # Case links in Slack and PagerDuty messages open this stack's live queue and
+        # its Web UI, unless the operator points them elsewhere.
+        if self.options.api:
+            env.setdefault("ESCALATOR_API_URL", self.options.api_url)
+        env.setdefault("ESCALATOR_WEB_UI", f"http://localhost:{self.options.ui_port}")
         self.worker = processes.spawn(
             [sys.executable, "-m", "worker"], self.data_dir / "worker.log", env=env
         )

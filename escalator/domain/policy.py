@@ -193,6 +193,9 @@ class Channel(_Strict):
     service (Events API v2), or a generic JSON webhook. Secrets stay in the worker's
     environment; the policy names the variables."""
 
+    # A refusal must never repeat the value: it may be the secret, pasted by mistake.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     kind: ChannelKind
     url_env: EnvName | None = Field(
         default=None, description="Environment variable holding the URL (Slack, webhook)."
@@ -365,6 +368,10 @@ WarnFraction = Annotated[Number, Field(gt=0, lt=1)]
 
 
 class Policy(_Strict):
+    # pydantic's own rendering of an error repeats the input; a channel's may be a
+    # secret pasted by mistake. Escalator's messages (first_problem) never quote it.
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
     name: str = Field(default="default", min_length=1, max_length=100)
     warn_at: Annotated[tuple[WarnFraction, ...], BeforeValidator(_thresholds)] = Field(
         default=(0.75,),
@@ -513,6 +520,13 @@ class PolicyBuilder:
         self._warn_at = warn_at
         self._tiers: list[dict] = []
         self._overrides: list[dict] = []
+        self._channels: dict[str, dict] = {}
+
+    def channel(self, name: str, kind: ChannelKind, **settings: str) -> PolicyBuilder:
+        """Name a channel that stages and routes can use, e.g.
+        `.channel("pagerduty", "pagerduty", routing_key_env="PAGERDUTY_ROUTING_KEY")`."""
+        self._channels[name] = {"kind": kind, **settings}
+        return self
 
     def add_stage(
         self,
@@ -523,6 +537,7 @@ class PolicyBuilder:
         notify: tuple[str, ...] | list[str] = (),
         kind: Literal["human", "ai"] = "human",
         webhook: str | None = None,
+        channels: tuple[str, ...] | list[str] = (),
     ) -> PolicyBuilder:
         sla = None
         if timeout is not None:
@@ -535,6 +550,7 @@ class PolicyBuilder:
                 "kind": kind,
                 "notify": tuple(notify),
                 "webhook": webhook,
+                "channels": tuple(channels),
                 "sla": sla,
             }
         )
@@ -555,6 +571,7 @@ class PolicyBuilder:
             {
                 "name": self._name,
                 "warn_at": self._warn_at,
+                "channels": self._channels,
                 "tiers": self._tiers,
                 "severity_overrides": self._overrides,
             }

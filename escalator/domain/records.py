@@ -40,9 +40,11 @@ ShortText = Annotated[str, Field(min_length=1, max_length=MAX_NOTE_ITEM_CHARS)]
 
 
 class Model(BaseModel):
-    """Every wire model: unknown fields are errors, and values never change."""
+    """Every wire model: unknown fields are errors, and values never change. pydantic's
+    own text of an error leaves the input out: it may be case text or a secret, and
+    Escalator's one-line messages (escalator/domain/errors.py) never need it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
 class Actor(Model):
