@@ -10,10 +10,18 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import time
 import uuid
 
 import pytest
-from support import DEFAULT_POLICY, RecordingNotifier, actor, case_workers, eventually
+from support import (
+    DEFAULT_POLICY,
+    RecordingNotifier,
+    actor,
+    case_workers,
+    eventually,
+    seconds_policy,
+)
 
 from activities.channels import ChannelActivities
 from escalator.adapters.settings import EscalatorSettings, WebhookSettings
@@ -174,3 +182,36 @@ async def test_a_missing_variable_fails_the_send_for_good_and_leaves_the_case_al
     failures = [e.detail for e in entries if e.kind == "notification_failed"]
     assert len(failures) == 3 and pager.events == []
     assert len(slack.messages) == 1
+
+
+async def test_a_slack_outage_never_delays_the_case(dev_env, slack_standin):
+    """Slack answers 503 to every try; the case still breaches and escalates on time,
+    and the post keeps retrying in the background."""
+    slack = slack_standin
+    slack.answer_next(503, "service_unavailable", times=1000)
+    queue = f"channels-{uuid.uuid4().hex[:8]}"
+    case_id = f"outage-{uuid.uuid4().hex[:8]}"
+    data = seconds_policy(first_response=2, resolution=30).model_dump(mode="json")
+    data["channels"] = {"slack_l1": {"kind": "slack", "url_env": "SLACK_L1_URL"}}
+    data["tiers"][0]["channels"] = ["slack_l1"]
+    escalator = EscalatorClient(dev_env.client, queue)
+    async with case_workers(dev_env.client, queue, case_activities({"SLACK_L1_URL": slack.url})):
+        started = time.monotonic()
+        await escalator.start_case(
+            CaseInput(case_id=case_id, title="VPN down", policy=Policy.model_validate(data))
+        )
+
+        async def at_l2():
+            return (await escalator.status(case_id)).tier_level == 2 or None
+
+        await eventually(at_l2, within=30)
+        escalated_after = time.monotonic() - started
+        await escalator.claim(case_id, actor("bob"))
+        await escalator.resolve(case_id, actor("bob"), "restarted the gateway")
+        entries = await timeline(escalator, case_id)
+        await dev_env.client.get_workflow_handle(f"case-{case_id}").terminate("test over")
+
+    # On time: the 2 s first response, plus the round trips of a busy machine.
+    assert escalated_after < 2 + 5, escalated_after
+    assert slack.attempts >= 2 and slack.messages == []  # still retrying, not given up
+    assert [e.kind for e in entries].count("escalated") == 1
