@@ -41,7 +41,7 @@ import json
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from temporalio import activity
@@ -57,6 +57,7 @@ from activities.notifications import (
     _transient,
     deliver_webhook,
     post_json,
+    secret_parts,
 )
 from escalator.adapters.settings import (
     EscalatorSettings,
@@ -178,7 +179,7 @@ async def _post_slack(
         {"Content-Type": "application/json; charset=utf-8", "User-Agent": "escalator"},
         settings.webhook,
         shown=shown,
-        hide=_secret_parts(url),
+        hide=secret_parts(url),
     )
     status = response.status_code
     if 200 <= status < 300:
@@ -291,7 +292,7 @@ async def _post_channel_webhook(
     else:
         variable, url = _from_environment(send, "url_env", environ)
         # A URL kept in a variable may carry a token in its path or query.
-        shown, hide = f"the webhook in {variable}", _secret_parts(url)
+        shown, hide = f"the webhook in {variable}", secret_parts(url)
     status = await deliver_webhook(
         notification,
         url,
@@ -381,15 +382,6 @@ def _from_environment(send: ChannelSend, field: str, environ: Mapping[str, str])
             "set it and restart the worker"
         )
     return variable, value
-
-
-def _secret_parts(url: str) -> tuple[str, ...]:
-    """The parts of a secret URL an error must never repeat: all of it, its path, its query."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return (url,)
-    return tuple(p for p in (url, parts.path if len(parts.path) > 1 else "", parts.query) if p)
 
 
 def _json(body: dict[str, Any]) -> bytes:

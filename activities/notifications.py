@@ -286,7 +286,11 @@ async def _post_webhook(notification: Notification, settings: WebhookSettings) -
     if not url:
         raise _permanent(f"{what}: no webhook URL; set one on the tier or drop the webhook")
     target = _origin(url)
-    status = await deliver_webhook(notification, url, settings, what=what, shown=target)
+    # A tier's URL often carries a token in its path or query: httpx's own log line
+    # for the request shows it masked (errors name only the origin anyway).
+    status = await deliver_webhook(
+        notification, url, settings, what=what, shown=target, hide=secret_parts(url)
+    )
     detail = f"POST {target} → {status}"
     activity.logger.info(
         "sent %s (%s, case %s): %s",
@@ -437,6 +441,16 @@ async def _destination(
     if problem is not None:
         raise _permanent(f"{what}: refused {target}: {problem}")
     return addresses[0]
+
+
+def secret_parts(url: str) -> tuple[str, ...]:
+    """The parts of a secret URL that no message or log line may repeat: all of it,
+    its path and its query (the path of a Slack webhook is its credential)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return (url,)
+    return tuple(p for p in (url, parts.path if len(parts.path) > 1 else "", parts.query) if p)
 
 
 def _origin(url: str) -> str:

@@ -512,6 +512,18 @@ async def test_webhook_errors_never_show_the_path_or_query(webhook_server):
     assert "s3cret" not in error.message
 
 
+async def test_no_log_line_shows_the_path_or_query(webhook_server, caplog):
+    # httpx logs each request's URL at INFO; a tier's URL often carries a token.
+    caplog.set_level(logging.DEBUG)
+    url = webhook_server.url("/hooks/T0KEN-abc123?key=s3cret")
+
+    await run(post_webhook, make_notification(webhook=url))
+
+    assert "HTTP Request: POST" in caplog.text  # httpx did log the request
+    assert "T0KEN" not in caplog.text
+    assert "s3cret" not in caplog.text
+
+
 async def test_webhook_server_down_is_transient():
     url = f"http://127.0.0.1:{free_port()}/hook"
 
