@@ -70,6 +70,7 @@ from escalator.domain.models import ChannelSend, DeliveryReceipt, Notification, 
 from escalator.domain.names import POST_CHANNEL_WEBHOOK, POST_SLACK_MESSAGE, SEND_PAGERDUTY_EVENT
 from escalator.domain.notification_text import header_safe
 from escalator.domain.pagerduty_event import acknowledge_event, resolve_event, trigger_event
+from escalator.domain.policy import reserved_env_name
 from escalator.domain.slack_message import checked_case_link, slack_payload
 
 # PagerDuty's Events API v2; a channel's `url` overrides it (a proxy, an EU service).
@@ -374,6 +375,13 @@ def _from_environment(send: ChannelSend, field: str, environ: Mapping[str, str])
         raise _permanent(
             f"{send.channel}: the {send.settings.kind} channel names no {field}; "
             "add it to the policy's channel"
+        )
+    if reserved_env_name(variable) or variable in EscalatorSettings.env_names():
+        # The policy refuses these too, but a case's input can come from any client:
+        # a channel never reads the worker's own credentials (escalator/domain/policy.py).
+        raise _permanent(
+            f"{send.channel}: {variable} is one of Escalator's own settings, which a "
+            "channel may not read; give the channel a variable of its own"
         )
     value = (environ.get(variable) or "").strip()
     if not value:

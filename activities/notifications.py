@@ -443,6 +443,9 @@ async def _destination(
     return addresses[0]
 
 
+SECRET_PART_CHARS = 8
+
+
 def secret_parts(url: str) -> tuple[str, ...]:
     """The parts of a secret URL that no message or log line may repeat: all of it,
     its path and its query (the path of a Slack webhook is its credential)."""
@@ -450,7 +453,9 @@ def secret_parts(url: str) -> tuple[str, ...]:
         parts = urlsplit(url)
     except ValueError:
         return (url,)
-    return tuple(p for p in (url, parts.path if len(parts.path) > 1 else "", parts.query) if p)
+    # A part shorter than this is no credential, and masking it would garble the
+    # message around it ("t" of "?t" is in "https").
+    return tuple(p for p in (url, parts.path, parts.query) if len(p) >= SECRET_PART_CHARS)
 
 
 def _origin(url: str) -> str:

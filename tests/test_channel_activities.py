@@ -635,3 +635,23 @@ def test_standins_keep_their_secrets_out_of_repr():
         assert slack.secret not in repr(slack)
         assert pd.routing_key not in repr(pd)
         assert hook.secret not in repr(hook)
+
+
+async def test_a_channel_never_reads_the_workers_own_settings(pagerduty_standin):
+    # The policy refuses such a name; a hand-made input gets the same answer here,
+    # before anything is read or sent.
+    settings = Channel.model_construct(
+        kind="pagerduty", routing_key_env="SMTP_PASSWORD", url=pagerduty_standin.url, url_env=None
+    )
+    send = ChannelSend.model_construct(
+        message_id="m-1", channel="pd", settings=settings, event="acknowledge",
+        case_id="c-1", notification=None,
+    )  # fmt: skip
+    acts = ChannelActivities(allowing(), {"SMTP_PASSWORD": "hunter2-hunter2-hunter2"})
+
+    error = await run_failing(acts.send_pagerduty_event, send)
+
+    assert_permanent(error, "pd:")
+    assert "SMTP_PASSWORD is one of Escalator's own settings" in error.message
+    assert "hunter2" not in error.message
+    assert pagerduty_standin.attempts == 0

@@ -25,7 +25,7 @@ from escalator.domain.names import (
     SEND_EMAIL,
     SEND_PAGERDUTY_EVENT,
 )
-from escalator.domain.policy import Policy
+from escalator.domain.policy import Channel, Policy, reserved_env_name
 
 HOUR = timedelta(hours=1)
 NOTE = {"reason": "needs backend access", "steps_taken": ["checked runbook"]}
@@ -230,3 +230,47 @@ def test_a_refused_channel_never_repeats_its_value_even_in_pydantics_own_text():
             "channels": {"pagerduty": {"kind": "pagerduty", "routing_key_env": key.lower()}},
         }})  # fmt: skip
     assert key.lower() not in str(refused.value)
+
+
+@pytest.mark.parametrize("name", ["SMTP_PASSWORD", "TEMPORAL_API_KEY", "ANTHROPIC_API_KEY",
+                                  "ESCALATOR_WEBHOOK_SECRET", "MAIL_FROM"])  # fmt: skip
+def test_a_channel_may_not_name_escalators_own_settings(name):
+    with pytest.raises(ValueError, match=f"{name} is one of Escalator's own settings"):
+        Channel(kind="pagerduty", routing_key_env=name, url="https://attacker.example/x")
+
+
+def test_every_setting_the_worker_reads_is_reserved():
+    from escalator.adapters.settings import EscalatorSettings
+
+    assert all(reserved_env_name(name) for name in EscalatorSettings.env_names())
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        "https://hooks.slack.com/services/T0123ABCD/B0123ABCD/abcdefX",
+        "e93facc04764012d7bfb002500d5d1a6",
+    ],
+)
+def test_a_pasted_url_or_key_is_never_repeated_as_a_channel_name(pasted):
+    import pydantic
+
+    data = POLICY.model_dump(mode="json")
+    data["tiers"][0]["channels"] = [pasted]
+    with pytest.raises(pydantic.ValidationError) as refused:
+        Policy.model_validate(data)
+    assert pasted not in str(refused.value)
+    assert "not repeated" in str(refused.value)
+
+
+def test_a_tier_heard_only_through_pagerduty_says_what_it_skipped():
+    data = chat_and_pager().model_dump(mode="json")
+    data["tiers"][2]["notify"] = []  # L3: PagerDuty only
+    case = Case(Policy.model_validate(data), severity="P3")
+    case.do(engine.escalate, EscalateRequest(actor=actor(), note=NOTE))
+    case.do(engine.escalate, EscalateRequest(actor=actor(), note=NOTE))  # into L3: paged
+    case.after(timedelta(minutes=50))  # L3 answers in 1 h: the 75 % warning has passed
+    [skipped] = case.timeline("notification_skipped")
+    assert "told only through PagerDuty" in skipped.detail and "warning" in skipped.detail
+    pages = [s[2:] for s in sends(case) if s[0] == SEND_PAGERDUTY_EVENT]
+    assert pages == [("trigger", "tier_entry")]

@@ -215,3 +215,29 @@ async def test_a_slack_outage_never_delays_the_case(dev_env, slack_standin):
     assert escalated_after < 2 + 5, escalated_after
     assert slack.attempts >= 2 and slack.messages == []  # still retrying, not given up
     assert [e.kind for e in entries].count("escalated") == 1
+
+
+async def test_a_page_still_retrying_is_acknowledged_and_resolved_only_after_it_lands(
+    dev_env, slack_standin, pagerduty_standin
+):
+    """PagerDuty refuses the trigger twice (503) while the case is claimed and
+    resolved at once: the acknowledge and the resolve wait their turn, so the alert
+    is resolved last and never outlives the case."""
+    slack, pager = slack_standin, pagerduty_standin
+    pager.answer_next(503, "", retry_after=1, times=2)
+    queue = f"channels-{uuid.uuid4().hex[:8]}"
+    case_id = f"order-{uuid.uuid4().hex[:8]}"
+    environ = {"SLACK_ONCALL_URL": slack.url, "PAGERDUTY_ROUTING_KEY": pager.routing_key}
+    escalator = EscalatorClient(dev_env.client, queue)
+    async with case_workers(dev_env.client, queue, case_activities(environ)):
+        policy = paging_policy(pager.url)
+        await escalator.start_case(
+            CaseInput(case_id=case_id, title="db down", severity="P0", policy=policy)
+        )
+        await eventually(lambda: pager.attempts >= 1, within=30)  # the first refusal
+        await escalator.claim(case_id, actor("dave"))
+        await escalator.resolve(case_id, actor("dave"), "failed over")
+        await dev_env.client.get_workflow_handle(f"case-{case_id}").result()
+
+    assert pager.attempts == 2 + 3
+    assert [e["event_action"] for e in pager.events] == ["trigger", "acknowledge", "resolve"]

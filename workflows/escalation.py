@@ -49,6 +49,7 @@ with workflow.unsafe.imports_passed_through():
         CaseOutcome,
         CaseState,
         CaseStatus,
+        ChannelSend,
         DeliveryReceipt,
         DraftInput,
         TimelineEvent,
@@ -165,6 +166,10 @@ class EscalationWorkflow:
         self._state = self._state.model_copy(update={"ledger_unsent": ()})
         self._changes = 0  # bumped by anything that can move the next deadline
         self._deliveries_in_flight = 0  # notifications
+        # PagerDuty events go out one at a time per channel, in the order the case
+        # asked for them (see _wait_for_turn): tickets handed out, and tickets served.
+        self._page_tickets: dict[str, int] = {}
+        self._pages_served: dict[str, int] = {}
         # Ledger batches being written: their events also travel on at continue-as-new
         # (writes are idempotent), so a slow ledger never holds a long case back.
         self._ledger_writes: dict[int, LedgerBatch] = {}
@@ -302,7 +307,8 @@ class EscalationWorkflow:
                 # The task counts itself out when done, so the run loop can wait
                 # for all of them before the case closes.
                 self._deliveries_in_flight += 1
-                asyncio.create_task(self._deliver(effect))  # noqa: RUF006
+                ticket = self._take_ticket(effect.notification)
+                asyncio.create_task(self._deliver(effect, ticket))  # noqa: RUF006
             elif isinstance(effect, engine.Assess):
                 self._supersede_assessment()
                 self._assessment_task = asyncio.create_task(self._assess(effect.request))
@@ -333,10 +339,13 @@ class EscalationWorkflow:
             waited = case_view.consumed_at(before, self._case, entry.at)
             self._case_metrics().claimed(entry.tier_level, waited)
 
-    async def _deliver(self, effect: engine.Deliver) -> None:
+    async def _deliver(self, effect: engine.Deliver, ticket: int) -> None:
         notice = effect.notification
-        await self._send_budget.wait_for_room(notice)
+        page = _paged_channel(notice)
         try:
+            if page:
+                await self._wait_for_turn(page, ticket)
+            await self._send_budget.wait_for_room(notice)
             receipt = await workflow.execute_activity(
                 effect.activity,
                 notice,
@@ -355,7 +364,26 @@ class EscalationWorkflow:
                 )
             )
         finally:
+            if page:
+                self._pages_served[page] = ticket
             self._deliveries_in_flight -= 1
+
+    def _take_ticket(self, notice: object) -> int:
+        """The delivery's place in its PagerDuty channel's order (0: not a page).
+        Taken as the engine asks for it, so the order is the engine's."""
+        channel = _paged_channel(notice)
+        if channel is None:
+            return 0
+        ticket = self._page_tickets.get(channel, 0) + 1
+        self._page_tickets[channel] = ticket
+        return ticket
+
+    async def _wait_for_turn(self, channel: str, ticket: int) -> None:
+        """Wait until this channel's earlier PagerDuty events are done. A trigger
+        that is still retrying must not land after the resolve (the alert would
+        outlive its case), nor an acknowledge before its trigger (a no-op, and
+        the pager rings for a claimed case)."""
+        await workflow.wait_condition(lambda: self._pages_served.get(channel, 0) == ticket - 1)
 
     # -- the case ledger ----------------------------------------------------------
 
@@ -683,6 +711,13 @@ TIME_TO_CLAIM_METRIC = "escalator_time_to_claim_seconds"
 
 def _tier(level: int) -> str:
     return f"L{level}"
+
+
+def _paged_channel(notice: object) -> str | None:
+    """The PagerDuty channel this delivery goes to, if it is a page."""
+    if isinstance(notice, ChannelSend) and notice.settings.kind == "pagerduty":
+        return notice.channel
+    return None
 
 
 def _cause_of(error: ActivityError) -> str:

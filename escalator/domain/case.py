@@ -739,9 +739,18 @@ class _Change:
         channel: str | None = None,
     ) -> None:
         tier = self.tier
-        channels = self.case.policy.channels_for(tier.level, self.state.severity)
+        policy = self.case.policy
+        channels = policy.channels_for(tier.level, self.state.severity)
         if not tier.notify and not tier.webhook and not channels:
             self.record("notification_skipped", f"{tier.label} has no email or webhook")
+            return
+        pages_only = all(policy.channels[name].kind == "pagerduty" for name in channels)
+        if not tier.notify and not tier.webhook and pages_only and purpose not in PAGING_PURPOSES:
+            self.record(
+                "notification_skipped",
+                f"{tier.label} is told only through PagerDuty, which pages when a case "
+                f"arrives or waits again, not for {purpose}",
+            )
             return
         notice = self.notification(
             purpose, tuple(tier.notify), tier.webhook, from_tier=from_tier, channel=channel

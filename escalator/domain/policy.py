@@ -151,13 +151,40 @@ ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,99}")
 def _channel_name(value: object) -> object:
     if isinstance(value, str) and CHANNEL_NAME.fullmatch(value) is None:
         raise ValueError(
-            f"{value[:60]!r} is not a channel name: use lower-case letters, digits, _ and -, "
-            "starting with a letter (at most 40), e.g. slack_oncall"
+            f"{shown_name(value)} is not a channel name: use lower-case letters, digits, _ "
+            "and -, starting with a letter (at most 40), e.g. slack_oncall"
         )
     return value
 
 
+# A long run of hex or base64-like characters, or a URL: what a pasted key looks like.
+_LOOKS_SECRET = re.compile(
+    r"://|[0-9a-fA-F]{20,}|(?=[A-Za-z0-9]*[0-9])(?=[A-Za-z0-9]*[A-Za-z])[A-Za-z0-9]{20,}"
+)
+
+
+def shown_name(name: str) -> str:
+    """`name` quoted for a message, unless it looks like a pasted URL or key, which a
+    message must never repeat."""
+    if _LOOKS_SECRET.search(name) or len(name) > 60:
+        return "the name given (not repeated: it looks like a URL or a key)"
+    return repr(name)
+
+
 ChannelName = Annotated[str, BeforeValidator(_channel_name)]
+
+
+# Escalator's own settings (and the prefixes they live under). A channel may not
+# name one: a PagerDuty channel sends its variable's value to the endpoint the policy
+# names, so `routing_key_env: SMTP_PASSWORD` with a `url` of the author's would hand
+# the worker's credentials to whoever wrote the policy. The worker checks again at
+# send time (activities/channels.py), against every variable its settings read.
+RESERVED_ENV_PREFIXES = ("ESCALATOR_", "TEMPORAL_", "SMTP_", "ANTHROPIC_")
+RESERVED_ENV_NAMES = frozenset({"MAIL_FROM"})
+
+
+def reserved_env_name(name: str) -> bool:
+    return name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES)
 
 
 def _env_name(value: object) -> object:
@@ -166,6 +193,12 @@ def _env_name(value: object) -> object:
         raise ValueError(
             "must name an environment variable (upper-case letters, digits and _, e.g. "
             "SLACK_ONCALL_URL), not hold the secret; set the variable on the worker"
+        )
+    if isinstance(value, str) and reserved_env_name(value):
+        raise ValueError(
+            f"{value} is one of Escalator's own settings (ESCALATOR_*, TEMPORAL_*, SMTP_*, "
+            "ANTHROPIC_*, MAIL_FROM), which a channel may not read; give the channel a "
+            "variable of its own, e.g. SLACK_ONCALL_URL"
         )
     return value
 
@@ -356,7 +389,7 @@ def _check_overrides(
 
 def _unknown_channel(name: str, channels: dict[str, Channel]) -> str:
     known = ", ".join(sorted(channels)) or "none: add a channels section"
-    return f"{name!r} is not one of the policy's channels (channels: {known})"
+    return f"{shown_name(name)} is not one of the policy's channels (channels: {known})"
 
 
 def _thresholds(value: object) -> object:

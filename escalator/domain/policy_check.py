@@ -34,7 +34,7 @@ from escalator.domain.durations import format_duration
 from escalator.domain.errors import field_path
 from escalator.domain.ledger import CaseHistory
 from escalator.domain.metrics import rebuild
-from escalator.domain.policy import Policy, Tier
+from escalator.domain.policy import Policy, Tier, shown_name
 
 FieldPath = tuple[str | int, ...]
 Position = tuple[int, int]  # (line, column), both from 1
@@ -344,7 +344,8 @@ def _label_only_notifications(c: _Context) -> None:
         c.warn(
             "label-only-notification",
             ("severity_overrides", index, "notification"),
-            f"{override.notification!r} names no channel, so nothing is paged or posted for "
+            f"{shown_name(override.notification)} names no channel, so nothing is paged or "
+            "posted for "
             f"{override.severity} cases (it only labels their notifications); define it under "
             "channels (see docs/channels.md) or remove it",
         )
