@@ -411,10 +411,11 @@ class EngineCase:
         severity: str = "P3",
         case_id: str = "c-1",
         start: datetime = ENGINE_T0,
+        title: str = "Printer on fire",
         **fields,
     ) -> None:
         self.case = CaseInput(
-            case_id=case_id, title="Printer on fire", severity=severity, policy=policy, **fields
+            case_id=case_id, title=title, severity=severity, policy=policy, **fields
         )
         self.now = start
         self.state = engine.new_state(self.case, self.now)

@@ -32,7 +32,7 @@ from activities.channels import ChannelActivities
 from escalator.adapters.settings import EscalatorSettings, LinkSettings, WebhookSettings
 from escalator.domain import case as engine
 from escalator.domain import webhook_signature
-from escalator.domain.models import CaseInput, ChannelSend, EscalateRequest, Notification
+from escalator.domain.models import ChannelSend, EscalateRequest, Notification
 from escalator.domain.names import PERMANENT_DELIVERY_ERROR
 from escalator.domain.notification_text import webhook_payload
 from escalator.domain.pagerduty_event import trigger_event
@@ -51,27 +51,14 @@ WEBHOOK_ENV = Channel(kind="webhook", url_env="OPS_WEBHOOK_URL")
 LINK = "http://localhost:8233/namespaces/default/workflows/case-c-1"
 
 
-class TitledCase(EngineCase):
-    """An EngineCase opened with a title of the test's choosing, as in
-    tests/test_channel_messages.py: the same engine, the same opening."""
-
-    def __init__(self, title: str, **fields: Any) -> None:
-        super().__init__(**fields)
-        self.case = CaseInput.model_validate({**self.case.model_dump(), "title": title})
-        self.state = engine.new_state(self.case, self.now)
-        self.effects.clear()
-        self.ledger.clear()
-        self._take(engine.open_case(self.state, self.case, self.now))
-
-
 def tier_entry(title: str = "Printer on fire") -> Notification:
     """The engine's first notification of a new case (c-1, P3, L1)."""
-    return [n for n in TitledCase(title).sent() if n.purpose == "tier_entry"][-1]
+    return [n for n in EngineCase(title=title).sent() if n.purpose == "tier_entry"][-1]
 
 
 def escalated(title: str = EVIL) -> Notification:
     """A hand-over to L2, with an escalation note holding Slack markup."""
-    case = TitledCase(title)
+    case = EngineCase(title=title)
     note = {"reason": f"why: {EVIL}", "steps_taken": [f"tried {EVIL}"], "symptoms": [EVIL]}
     case.do(engine.escalate, EscalateRequest(actor=actor("bob <!here>"), note=note))
     return [n for n in case.sent() if n.purpose == "tier_entry"][-1]

@@ -23,7 +23,6 @@ from support import EngineCase, actor, policy_with
 from escalator.domain import case as engine
 from escalator.domain.models import (
     AddNoteRequest,
-    CaseInput,
     ClaimRequest,
     Customer,
     DeescalateRequest,
@@ -69,19 +68,6 @@ ALL_PURPOSES = [
     "ai_recommendation",
     "customer_escalation",
 ]
-
-
-class TitledCase(EngineCase):
-    """An EngineCase opened with a title of the test's choosing (EngineCase's own
-    title is fixed): the same engine, the same opening, another title."""
-
-    def __init__(self, title: str, **fields: Any) -> None:
-        super().__init__(**fields)
-        self.case = CaseInput.model_validate({**self.case.model_dump(), "title": title})
-        self.state = engine.new_state(self.case, self.now)
-        self.effects.clear()
-        self.ledger.clear()
-        self._take(engine.open_case(self.state, self.case, self.now))
 
 
 def strings(value: Any) -> Iterator[str]:
@@ -143,7 +129,7 @@ def every_purpose(title: str = EVIL) -> dict[str, Notification]:
     found: dict[str, Notification] = {}
     customer = Customer(name="Ana <@U999>", email="ana@example.com")
 
-    case = TitledCase(title, policy=EVIL_POLICY, customer=customer)
+    case = EngineCase(title=title, policy=EVIL_POLICY, customer=customer)
     found["tier_entry"] = last(case, "tier_entry")
     case.after(3 * HOUR + MIN)
     found["warning"] = last(case, "warning")
@@ -157,15 +143,15 @@ def every_purpose(title: str = EVIL) -> dict[str, Notification]:
     case.do(engine.deescalate, DeescalateRequest(actor=actor("bob <!here>"), reason=EVIL))
     found["deescalation"] = last(case, "deescalation")
 
-    stale = TitledCase(title, policy=policy_with(tier_changes={1: {"stale_after": "1h"}}))
+    stale = EngineCase(title=title, policy=policy_with(tier_changes={1: {"stale_after": "1h"}}))
     stale.do(engine.claim, ClaimRequest(actor=actor("alice")))
     stale.after(HOUR + MIN)
     found["stale_reminder"] = last(stale, "stale_reminder")
     stale.after(HOUR)
     found["claim_released"] = last(stale, "claim_released")
 
-    final = TitledCase(
-        title,
+    final = EngineCase(
+        title=title,
         policy=policy_with(tier_changes={3: {"repeat_every": "30m", "max_repeats": 1}}),
         severity="P0",
     )
@@ -174,7 +160,7 @@ def every_purpose(title: str = EVIL) -> dict[str, Notification]:
     final.after(4 * HOUR)
     found["sla_breach"] = last(final, "sla_breach")
 
-    reopened = TitledCase(title, policy=policy_with(reopen_window="2d"))
+    reopened = EngineCase(title=title, policy=policy_with(reopen_window="2d"))
     reopened.do(engine.resolve, ResolveRequest(actor=actor(), summary="fixed"))
     reopened.after(HOUR)
     reopened.do(engine.reopen, ReopenRequest(actor=actor("jane", role="customer")))
@@ -380,7 +366,7 @@ def test_tier_names_teams_and_the_customer_are_escaped_too():
 
 def test_control_and_bidi_characters_do_not_reach_slack():
     title = "a\x1b[2J\u202eb\r\nc\x00d\u2028e\x85f\x07"
-    n = TitledCase(title).sent()[0]
+    n = EngineCase(title=title).sent()[0]
     for text in texts(slack_payload(n, case_link=None)):
         assert not any(
             (unicodedata.category(c) == "Cc" and c != "\n") or c in "\u202e\u2028" for c in text
@@ -403,7 +389,7 @@ def test_long_titles_and_notes_are_cut_to_slacks_limits_with_an_ellipsis():
     # MAX_TITLE_CHARS of `&`s become five times as many characters once escaped, and
     # the notification's own bounds (a 2000-character reason, ten 500-character
     # steps, three 2000-character notes) add up past a section's 3000.
-    case = TitledCase("&" * 200)
+    case = EngineCase(title="&" * 200)
     for _ in range(3):
         case.do(engine.add_note, _note_request("<" * 16_000))
     long_note = {"reason": "&" * 2000, "steps_taken": [">" * 500] * 10, "symptoms": ["<" * 500] * 10}  # fmt: skip
